@@ -1,0 +1,54 @@
+"""Apache Airflow provider for Azure Remote Rendering (ARR) sessions.
+
+This module must stay import-light: Airflow reads :func:`get_provider_info` through the
+``apache_airflow_provider`` entry point, and the emulator imports nothing from the client side.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "get_provider_info"]
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the provider to Airflow's ProvidersManager."""
+    return {
+        "package-name": "airflow-provider-arr",
+        "name": "Azure Remote Rendering",
+        "description": "Create, extend, wait for and stop Azure Remote Rendering sessions.",
+        "versions": [__version__],
+        "connection-types": [
+            {
+                "connection-type": "azure_remote_rendering",
+                "hook-class-name": "airflow_provider_arr.hooks.arr.ArrHook",
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Azure Remote Rendering",
+                "python-modules": ["airflow_provider_arr.hooks.arr"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Azure Remote Rendering",
+                "python-modules": ["airflow_provider_arr.operators.session"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Azure Remote Rendering",
+                "python-modules": ["airflow_provider_arr.sensors.session"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Azure Remote Rendering",
+                "python-modules": ["airflow_provider_arr.triggers.session"],
+            }
+        ],
+        "extra-links": [],
+    }
