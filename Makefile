@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv test test-quick lint demo bench emulator clean constraints
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 tests
+
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+demo: $(STAMP)
+	$(BIN)/python -m airflow_provider_arr.demo
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+emulator: $(STAMP)
+	$(BIN)/arr-emulator
+
+# Regenerate the pin file from the current venv (run after changing dependencies).
+constraints:
+	$(BIN)/python -m pip freeze --exclude-editable --all | grep -v '^airflow-provider-arr' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .demo build *.egg-info
