@@ -213,8 +213,21 @@ def validate_region(value: object, *, field: str = "region") -> str:
     raise ArrInputError(f"{field} {value!r} is not an ARR region; expected one of {list(REGIONS)}")
 
 
+def is_template(value: object) -> bool:
+    """True for a Jinja template string, which is validated once rendered, at execute time."""
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
 def validate_poll_interval(value: object, *, field: str = "poll_interval", minimum: float = 5.0) -> float:
-    """Check a polling interval: a number of seconds, at least ``minimum`` (the service throttles)."""
+    """Check a polling interval: a number of seconds, at least ``minimum`` (the service throttles).
+
+    Numeric strings (a rendered template such as ``"{{ params.poll_interval }}"``) are accepted.
+    """
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ArrInputError(f"{field} must be a number of seconds, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ArrInputError(f"{field} must be a number of seconds, got {value!r}")
     if value < minimum:

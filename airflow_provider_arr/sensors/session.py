@@ -1,0 +1,105 @@
+"""The sensor that waits for a rendering session to be ready."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+
+from airflow_provider_arr._ready import hostname_from_event, poll_ready
+from airflow_provider_arr.models import is_template, validate_poll_interval, validate_session_id
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_arr.hooks.arr import ArrHook
+
+
+class ArrSessionReadySensor(BaseSensorOperator):
+    """Wait until an ARR session is ``ready``; return (and push as ``hostname``) its hostname.
+
+    Fails at once, with the service's message, when the session is in error, expired, stopping
+    or stopped: it will never be ready, so there is nothing to wait for. Works in ``poke``,
+    ``reschedule`` and deferrable modes; deferred, the wait costs no worker slot.
+
+    :param session_id: the session to wait for (templated).
+    :param arr_conn_id: the ARR connection (templated).
+    :param poll_interval: seconds between reads, at least 5 (the service throttles faster clients).
+    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
+    :param stop_on_kill: when deferred, stop the session if a user kills the task.
+    """
+
+    template_fields: Sequence[str] = ("session_id", "arr_conn_id", "poll_interval")
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        arr_conn_id: str = "arr_default",
+        poll_interval: float | str = 10.0,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        stop_on_kill: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if not is_template(poll_interval):
+            poll_interval = validate_poll_interval(poll_interval)
+            kwargs.setdefault("poke_interval", poll_interval)
+        super().__init__(**kwargs)
+        self.session_id = session_id
+        self.arr_conn_id = arr_conn_id
+        self.poll_interval = poll_interval
+        self.deferrable = deferrable
+        self.stop_on_kill = stop_on_kill
+
+    @cached_property
+    def hook(self) -> ArrHook:
+        """The hook, made on first use (never at DAG parse time)."""
+        from airflow_provider_arr.hooks.arr import ArrHook
+
+        return ArrHook(arr_conn_id=self.arr_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        """Poke, reschedule or defer, depending on the mode."""
+        self.session_id = validate_session_id(self.session_id)
+        self.poll_interval = validate_poll_interval(self.poll_interval)
+        self.poke_interval = self.poll_interval
+        if not self.deferrable:
+            return super().execute(context)
+        # One read first: a session that is already ready (or dead) needs no trip to the triggerer.
+        result = self.poke(context)
+        if isinstance(result, PokeReturnValue) and result.is_done:
+            return result.xcom_value
+        from airflow_provider_arr.triggers.session import ArrSessionReadyTrigger
+
+        self.defer(
+            trigger=ArrSessionReadyTrigger(
+                session_id=self.session_id,
+                arr_conn_id=self.arr_conn_id,
+                poll_interval=float(self.poll_interval),
+                deadline=time.time() + self.timeout,
+                stop_on_kill=self.stop_on_kill,
+            ),
+            method_name="execute_complete",
+            # A margin past the trigger's own deadline, which answers first with a clear event.
+            timeout=timedelta(seconds=self.timeout + 60),
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """One read of the session: done when ready, an error at once when it will never be."""
+        session = poll_ready(self.hook, validate_session_id(self.session_id), self.log)
+        if session is None:
+            return PokeReturnValue(is_done=False)
+        context["ti"].xcom_push(key="hostname", value=session.hostname)
+        return PokeReturnValue(is_done=True, xcom_value=session.hostname)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str | None:
+        """Resume after the trigger fired: the hostname, or the failure it reported."""
+        hostname = hostname_from_event(event, self.session_id)
+        self.log.info("ARR session %s is ready at %s", self.session_id, hostname)
+        context["ti"].xcom_push(key="hostname", value=hostname)
+        return hostname

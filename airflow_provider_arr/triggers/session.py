@@ -1,0 +1,144 @@
+"""The trigger that waits, in the triggerer's event loop, for a session to become ready."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_arr.exceptions import ArrError, ArrNotFoundError
+from airflow_provider_arr.hooks.arr import ArrHook
+from airflow_provider_arr.models import SessionStatus, format_timespan
+
+#: ``status`` values of the trigger's events.
+EVENT_READY = "success"
+EVENT_FAILED = "failed"
+EVENT_TIMEOUT = "timeout"
+EVENT_ERROR = "error"
+
+ON_KILL_TIMEOUT = 30.0
+
+
+class ArrSessionReadyTrigger(BaseTrigger):
+    """Poll a session until it is ready, has failed, or the deadline passes; fire one event.
+
+    Every event has the same shape: ``status`` (``success``, ``failed``, ``timeout`` or
+    ``error``), ``message``, ``session_id``, ``hostname`` (set on success) and
+    ``session_status`` (the last status seen, or None).
+
+    :param session_id: the session to wait for.
+    :param arr_conn_id: the ARR connection.
+    :param poll_interval: seconds between two reads of the session.
+    :param deadline: a UNIX time after which the trigger gives up with a ``timeout`` event.
+    :param stop_on_kill: stop the session when a user kills the deferred task (mark failed,
+        clear, mark success). A triggerer restart is not a kill: the wait simply resumes.
+    """
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        arr_conn_id: str = "arr_default",
+        poll_interval: float = 10.0,
+        deadline: float | None = None,
+        stop_on_kill: bool = True,
+    ) -> None:
+        super().__init__()
+        self.session_id = session_id
+        self.arr_conn_id = arr_conn_id
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+        self.stop_on_kill = stop_on_kill
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Every constructor argument, so that another triggerer can resume the wait."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "session_id": self.session_id,
+                "arr_conn_id": self.arr_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "stop_on_kill": self.stop_on_kill,
+            },
+        )
+
+    def _hook(self) -> ArrHook:
+        return ArrHook(arr_conn_id=self.arr_conn_id)
+
+    def _event(
+        self, status: str, message: str, session_status: SessionStatus | None, hostname: str | None = None
+    ) -> TriggerEvent:
+        return TriggerEvent(
+            {
+                "status": status,
+                "message": message,
+                "session_id": self.session_id,
+                "hostname": hostname,
+                "session_status": session_status.value if session_status else None,
+            }
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll with httpx (no blocking call) until an outcome, then yield one event."""
+        hook = self._hook()
+        last: SessionStatus | None = None
+        started = time.monotonic()
+        try:
+            while True:
+                try:
+                    session = await hook.aget_session(self.session_id)
+                except ArrError as exc:
+                    yield self._event(EVENT_ERROR, str(exc), last)
+                    return
+                last = session.status
+                self.log.info(
+                    "ARR session %s is %s (elapsed %s, waited %.0f s)",
+                    self.session_id,
+                    session.status.value,
+                    format_timespan(session.elapsed_time) if session.elapsed_time is not None else "n/a",
+                    time.monotonic() - started,
+                )
+                if session.is_ready:
+                    yield self._event(
+                        EVENT_READY, f"session {self.session_id} is ready", last, session.hostname
+                    )
+                    return
+                if session.status.will_never_be_ready:
+                    said = f": {session.message}" if session.message else ""
+                    yield self._event(
+                        EVENT_FAILED,
+                        f"session {self.session_id} is {session.status.value} and will never be ready{said}",
+                        last,
+                    )
+                    return
+                wait = self.poll_interval
+                if self.deadline is not None:
+                    left = self.deadline - time.time()
+                    if left <= 0:
+                        yield self._event(
+                            EVENT_TIMEOUT,
+                            f"session {self.session_id} was still {session.status.value} at the deadline",
+                            last,
+                        )
+                        return
+                    wait = min(wait, left)
+                await asyncio.sleep(wait)
+        finally:
+            await hook.aclose()
+
+    async def on_kill(self) -> None:
+        """A user killed the deferred task: stop the session, so that it is not billed for nothing."""
+        if not self.stop_on_kill:
+            return
+        hook = self._hook()
+        try:
+            await asyncio.wait_for(hook.astop_session(self.session_id), ON_KILL_TIMEOUT)
+            self.log.info("ARR session %s stopped because the task was killed", self.session_id)
+        except ArrNotFoundError:
+            self.log.info("ARR session %s is unknown to the service: nothing to stop", self.session_id)
+        finally:
+            await hook.aclose()
