@@ -1,0 +1,113 @@
+"""DAGs run end to end with dag.test() against the emulator, in both API dialects.
+
+After every run the emulator must hold no active session: the teardown stop always runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Admin
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db", "arr_conn")]
+
+
+def run(dag: Any, **conf: Any) -> tuple[str, dict[str, str]]:
+    """Run a DAG in-process; return the run's state and each task's state."""
+    dag_run = dag.test(run_conf=conf or None)
+    states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+    return str(dag_run.state), states
+
+
+@pytest.fixture
+def example_dag() -> Any:
+    sys.path.insert(0, str(DAGS))
+    try:
+        import arr_render_session
+    finally:
+        sys.path.remove(str(DAGS))
+    return arr_render_session.dag
+
+
+@pytest.fixture
+def captured() -> list[dict[str, Any]]:
+    from tests.dag_files.arr_test_dags import CAPTURED
+
+    CAPTURED.clear()
+    return CAPTURED
+
+
+def test_example_dag_success(example_dag: Any, admin: Admin) -> None:
+    state, tasks = run(example_dag, poll_interval=5, render_seconds=0)
+    assert state == "success", tasks
+    assert tasks == {"create": "success", "wait_ready": "success", "render": "success", "stop": "success"}
+    sessions = admin.state()["sessions"]
+    assert len(sessions) == 1
+    assert sessions[0]["status"].lower() in ("stopping", "stopped")
+    assert admin.active() == 0
+
+
+def test_example_dag_session_error_on_start(example_dag: Any, admin: Admin) -> None:
+    admin.config(error_on_start="GPU pool exhausted")
+    state, tasks = run(example_dag, poll_interval=5)
+    assert state == "failed"
+    assert tasks["wait_ready"] == "failed" and tasks["render"] == "upstream_failed"
+    assert tasks["stop"] == "success"
+    assert admin.active() == 0
+
+
+def test_example_dag_lease_expires_while_waiting(example_dag: Any, admin: Admin) -> None:
+    # A lease shorter than the start-up: the session expires before it is ready.
+    state, tasks = run(example_dag, poll_interval=5, max_lease_time="0:00:20")
+    assert state == "failed"
+    assert tasks["wait_ready"] == "failed" and tasks["stop"] == "success"
+    assert admin.active() == 0
+
+
+def test_render_failure_still_stops(admin: Admin) -> None:
+    from tests.dag_files.arr_test_dags import arr_test_render_fails
+
+    state, tasks = run(arr_test_render_fails)
+    assert state == "failed"
+    assert tasks["render"] == "failed" and tasks["stop"] == "success"
+    assert admin.active() == 0
+
+
+@pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
+def test_sensor_modes_and_extend(mode: str, admin: Admin, captured: list[dict[str, Any]]) -> None:
+    from tests.dag_files.arr_test_dags import SENSOR_DAGS
+
+    state, tasks = run(SENSOR_DAGS[mode])
+    assert state == "success", tasks
+    (seen,) = captured
+    assert seen["create"] == seen["session_id"]
+    assert seen["wait"] and seen["wait"] == seen["wait_hostname"]
+    assert seen["extend_by"] == "00:45:00"  # 30 min + 15 min: the lease is a total
+    assert seen["extend_to"] == "01:00:00"
+    assert admin.active() == 0
+
+
+@pytest.mark.parametrize("kind", ["blocking", "deferrable"])
+def test_create_waits_for_ready(kind: str, admin: Admin, captured: list[dict[str, Any]]) -> None:
+    from tests.dag_files.arr_test_dags import CREATE_WAIT_DAGS
+
+    state, tasks = run(CREATE_WAIT_DAGS[kind])
+    assert state == "success", tasks
+    (seen,) = captured
+    assert seen["create"] == seen["session_id"] and seen["create_hostname"]
+    assert admin.active() == 0
+
+
+def test_create_failing_while_waiting_stops_its_session(admin: Admin, captured: list[dict[str, Any]]) -> None:
+    from tests.dag_files.arr_test_dags import CREATE_WAIT_DAGS
+
+    admin.config(error_on_start="no capacity")
+    state, tasks = run(CREATE_WAIT_DAGS["blocking"])
+    assert state == "failed" and tasks["create"] == "failed"
+    assert len(admin.state()["sessions"]) == 1
+    assert admin.active() == 0

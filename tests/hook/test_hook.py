@@ -1,0 +1,248 @@
+"""ArrHook against the emulator over real HTTP, in both API dialects."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import timedelta
+
+import pytest
+
+from airflow_provider_arr.exceptions import (
+    ArrAuthError,
+    ArrConnectionError,
+    ArrInputError,
+    ArrLeaseError,
+    ArrNotFoundError,
+    ArrServiceError,
+    ArrSessionMayExistError,
+    ArrThrottledError,
+)
+from airflow_provider_arr.hooks.arr import ArrHook
+from airflow_provider_arr.models import SessionStatus
+from tests.conftest import ACCOUNT_ID, ACCOUNT_KEY, Admin, connection_json
+
+pytestmark = pytest.mark.usefixtures("arr_conn")
+
+
+def wait_for(hook: ArrHook, session_id: str, status: SessionStatus, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while hook.get_session(session_id).status is not status:
+        assert time.monotonic() < deadline, f"{session_id} never reached {status}"
+        time.sleep(0.05)
+
+
+def test_full_lifecycle(admin: Admin, api_version: str) -> None:
+    hook = ArrHook()
+    session_id = hook.create_session("Standard", "0:10:00")
+    first = hook.get_session(session_id)
+    assert first.session_id == session_id
+    assert first.status is SessionStatus.STARTING
+    assert first.size == "standard"
+    assert first.max_lease_time == timedelta(minutes=10)
+    assert admin.active() == 1
+
+    wait_for(hook, session_id, SessionStatus.READY)
+    ready = hook.get_session(session_id)
+    assert ready.hostname
+    assert ready.elapsed_time is not None  # whole minutes in 2021-01-01, so maybe 0
+
+    assert [s.session_id for s in hook.list_sessions()] == [session_id]
+
+    hook.update_session(session_id, "0:20:00")
+    assert hook.get_session(session_id).max_lease_time == timedelta(minutes=20)
+    assert hook.extend_session(session_id, timedelta(minutes=10)) == timedelta(minutes=30)
+    assert hook.get_session(session_id).max_lease_time == timedelta(minutes=30)
+
+    hook.stop_session(session_id)
+    assert hook.get_session(session_id).status in (SessionStatus.STOPPING, SessionStatus.STOPPED)
+    wait_for(hook, session_id, SessionStatus.STOPPED)
+    hook.stop_session(session_id)  # stopping twice is fine
+    assert admin.active() == 0
+    # An ended session stays readable.
+    assert hook.get_session(session_id).status is SessionStatus.STOPPED
+
+
+def test_token_is_fetched_once_and_reused(admin: Admin) -> None:
+    hook = ArrHook()
+    session_id = hook.create_session()
+    for _ in range(5):
+        hook.get_session(session_id)
+    hook.list_sessions()
+    hook.stop_session(session_id)
+    assert admin.counts()["token"] == 1
+    assert hook.sts_calls == 1
+
+
+def test_token_refreshed_once_after_a_401(admin: Admin) -> None:
+    hook = ArrHook()
+    session_id = hook.create_session()
+    admin.expire_tokens()
+    assert hook.get_session(session_id).session_id == session_id
+    assert admin.counts()["token"] == 2
+    hook.stop_session(session_id)
+
+
+def test_wrong_key_is_an_auth_error(monkeypatch: pytest.MonkeyPatch, emulator, caplog) -> None:  # type: ignore[no-untyped-def]
+    conn = json.loads(connection_json(emulator.url))
+    conn["password"] = "not-the-key"
+    monkeypatch.setenv("AIRFLOW_CONN_ARR_DEFAULT", json.dumps(conn))
+    with pytest.raises(ArrAuthError, match="STS refused"):
+        ArrHook().list_sessions()
+    ok, message = ArrHook().test_connection()
+    assert not ok and "STS refused" in message
+
+
+def test_test_connection(admin: Admin) -> None:
+    ok, message = ArrHook().test_connection()
+    assert ok, message
+    assert ACCOUNT_ID in message and "0 active" in message
+    assert admin.counts()["token"] == 1
+
+
+@pytest.mark.parametrize("retry_after", [1, None])
+def test_429_is_retried_honouring_retry_after(admin: Admin, retry_after: int | None) -> None:
+    hook = ArrHook()
+    session_id = hook.create_session()
+    admin.fault(operation="get", action="status", status=429, retry_after=retry_after, count=2)
+    started = time.monotonic()
+    assert hook.get_session(session_id).session_id == session_id
+    waited = time.monotonic() - started
+    if retry_after:
+        assert waited >= 2 * retry_after  # two waits of at least Retry-After each
+    assert admin.counts()["throttled"] >= 2
+    hook.stop_session(session_id)
+
+
+def test_429_storm_gives_up_with_a_throttled_error(admin: Admin) -> None:
+    hook = ArrHook(retry_limit=3, retry_wait_max=0.2)
+    session_id = hook.create_session()
+    admin.fault(operation="get", action="status", status=429, retry_after=None)
+    with pytest.raises(ArrThrottledError) as info:
+        hook.get_session(session_id)
+    assert info.value.http_status == 429 and info.value.ms_cv
+    admin.clear_faults()
+    hook.stop_session(session_id)
+
+
+def test_5xx_burst_and_dropped_connections_are_retried(admin: Admin) -> None:
+    hook = ArrHook()
+    session_id = hook.create_session()
+    admin.fault(operation="get", action="status", status=503, count=2)
+    admin.fault(operation="get", action="drop", count=1)
+    assert hook.get_session(session_id).session_id == session_id
+    admin.fault(operation="stop", action="status", status=500, count=2)
+    hook.stop_session(session_id)
+    assert admin.active() == 0
+
+
+def test_persistent_5xx_gives_up_with_a_service_error(admin: Admin) -> None:
+    hook = ArrHook(retry_limit=2, retry_wait_max=0.1)
+    admin.fault(operation="list", action="status", status=500)
+    with pytest.raises(ArrServiceError) as info:
+        hook.list_sessions()
+    assert info.value.http_status == 500
+    assert "500" in str(info.value) and "MS-CV" in str(info.value)
+
+
+def test_v1_create_with_lost_answer_is_not_retried(admin: Admin, api_version: str) -> None:
+    hook = ArrHook()
+    admin.fault(operation="create", action="lose_answer", count=1)
+    if api_version == "v1":
+        with pytest.raises(ArrSessionMayExistError) as info:
+            hook.create_session("standard", "0:30:00")
+        created = [s["id"] for s in admin.state()["sessions"]]
+        assert len(created) == 1, "exactly one create reached the service"
+        assert admin.counts()["create"] == 1
+        assert info.value.candidates == tuple(created)
+        assert created[0] in str(info.value)
+        hook.stop_session(created[0])
+    else:
+        # 2021-01-01: the PUT is idempotent, so it is retried and finds its own session.
+        session_id = hook.create_session("standard", "0:30:00", session_id="lost-answer-1")
+        assert session_id == "lost-answer-1"
+        assert [s["id"] for s in admin.state()["sessions"]] == ["lost-answer-1"]
+        hook.stop_session(session_id)
+    assert admin.active() == 0
+
+
+def test_v1_create_5xx_is_not_retried(admin: Admin, api_version: str) -> None:
+    if api_version != "v1":
+        pytest.skip("v1 only")
+    admin.fault(operation="create", action="status", status=503, count=1)
+    with pytest.raises(ArrSessionMayExistError, match="may exist"):
+        ArrHook().create_session()
+    assert admin.counts()["create"] == 1
+
+
+def test_create_refused_connection_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ARR_DEFAULT",
+        connection_json("http://127.0.0.1:9", retry_limit=2, retry_wait_min=0.01, retry_wait_max=0.05),
+    )
+    with pytest.raises(ArrConnectionError) as info:
+        ArrHook().create_session()
+    assert not info.value.request_sent
+
+
+def test_2021_reattach_and_conflict(admin: Admin, api_version: str) -> None:
+    if api_version != "2021-01-01":
+        pytest.skip("client-chosen ids are a 2021-01-01 feature")
+    hook = ArrHook()
+    first = hook.create_or_reattach_session(size="standard", max_lease_time="0:30:00", session_id="same-id")
+    again = hook.create_or_reattach_session(size="standard", max_lease_time="0:30:00", session_id="same-id")
+    assert not first.reattached and again.reattached
+    assert len(admin.state()["sessions"]) == 1
+    from airflow_provider_arr.exceptions import ArrConflictError
+
+    with pytest.raises(ArrConflictError):
+        hook.create_session("premium", "0:30:00", session_id="same-id")
+    hook.update_session("same-id", "0:40:00")
+    with pytest.raises(ArrLeaseError):
+        hook.update_session("same-id", "0:35:00")
+    hook.stop_session("same-id")
+
+
+def test_unknown_session_is_not_found(admin: Admin) -> None:
+    with pytest.raises(ArrNotFoundError) as info:
+        ArrHook().get_session("does-not-exist")
+    assert info.value.session_id == "does-not-exist" and info.value.http_status == 404
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda h: h.create_session("huge"), "size"),
+        (lambda h: h.create_session("standard", "abc"), "max_lease_time"),
+        (lambda h: h.create_session("standard", "0:0:0"), "max_lease_time"),
+        (lambda h: h.create_session("standard", "25:00:00"), "max_lease_time"),
+        (lambda h: h.create_session("standard", "1.01:00:00"), "max_lease_time"),
+        (lambda h: h.create_session("standard", "1:00:00", models="x"), "models"),
+        (lambda h: h.get_session(""), "session_id"),
+        (lambda h: h.get_session("a/b"), "session_id"),
+        (lambda h: h.stop_session("x" * 300), "session_id"),
+        (lambda h: h.update_session("abc", "-1:00:00"), "max_lease_time"),
+    ],
+)
+def test_bad_input_fails_before_any_request(admin: Admin, call, field: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ArrInputError, match=field):
+        call(ArrHook())
+    assert admin.counts()["requests"] == 0
+
+
+def test_secrets_never_reach_logs_or_errors(admin: Admin, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    hook = ArrHook()
+    session_id = hook.create_session()
+    hook.get_session(session_id)
+    token = hook.protocol.tokens.token
+    assert token
+    admin.fault(operation="get", action="status", status=500)
+    with pytest.raises(ArrServiceError) as info:
+        ArrHook(retry_limit=1).get_session(session_id)
+    admin.clear_faults()
+    hook.stop_session(session_id)
+    for text in (caplog.text, str(info.value), repr(info.value), repr(hook.config)):
+        assert ACCOUNT_KEY not in text
+        assert token not in text

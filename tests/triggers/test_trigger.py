@@ -1,0 +1,132 @@
+"""ArrSessionReadyTrigger's run loop (async) against the emulator over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from airflow_provider_arr.hooks.arr import ArrHook
+from airflow_provider_arr.triggers.session import ArrSessionReadyTrigger
+from tests.conftest import Admin
+
+pytestmark = pytest.mark.usefixtures("arr_conn")
+
+
+async def first_event(trigger: ArrSessionReadyTrigger, timeout: float = 30) -> dict[str, Any]:
+    async def take() -> dict[str, Any]:
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AssertionError("the trigger ended without an event")
+
+    return await asyncio.wait_for(take(), timeout)
+
+
+def rebuild(trigger: ArrSessionReadyTrigger) -> ArrSessionReadyTrigger:
+    """What a triggerer does: re-create the trigger from its serialized form."""
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_arr.triggers.session.ArrSessionReadyTrigger"
+    return ArrSessionReadyTrigger(**kwargs)
+
+
+def test_serialization_round_trip() -> None:
+    trigger = ArrSessionReadyTrigger(
+        session_id="s-1", arr_conn_id="other", poll_interval=7.5, deadline=123.0, stop_on_kill=False
+    )
+    again = rebuild(trigger)
+    assert again.serialize() == trigger.serialize()
+    assert trigger.serialize()[1] == {
+        "session_id": "s-1",
+        "arr_conn_id": "other",
+        "poll_interval": 7.5,
+        "deadline": 123.0,
+        "stop_on_kill": False,
+    }
+
+
+async def test_ready_event(admin: Admin) -> None:
+    session_id = ArrHook().create_session()
+    event = await first_event(rebuild(ArrSessionReadyTrigger(session_id=session_id, poll_interval=5)))
+    assert event["status"] == "success" and event["session_status"] == "ready"
+    assert event["session_id"] == session_id and event["hostname"]
+    assert set(event) == {"status", "message", "session_id", "hostname", "session_status"}
+
+
+async def test_waits_through_starting(emulator_factory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import connection_json
+
+    slow = emulator_factory(startup_delay=6, time_scale=1)  # ready after 6 real seconds
+    monkeypatch.setenv("AIRFLOW_CONN_ARR_DEFAULT", connection_json(slow.url))
+    session_id = ArrHook().create_session()
+    started = time.monotonic()
+    event = await first_event(ArrSessionReadyTrigger(session_id=session_id, poll_interval=5))
+    assert event["status"] == "success"
+    assert 5 <= time.monotonic() - started < 15  # the second poll, one interval later
+    assert Admin(slow.url).counts()["get"] == 2
+
+
+async def test_failed_event_carries_the_service_message(admin: Admin) -> None:
+    admin.config(error_on_start="out of GPUs")
+    session_id = ArrHook().create_session()
+    await asyncio.sleep(0.5)
+    event = await first_event(ArrSessionReadyTrigger(session_id=session_id, poll_interval=5))
+    assert event["status"] == "failed" and event["session_status"] == "error"
+    assert "out of GPUs" in event["message"]
+
+
+async def test_deadline_gives_a_timeout_event(emulator_factory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import connection_json
+
+    slow = emulator_factory(startup_delay=3600, time_scale=1)
+    monkeypatch.setenv("AIRFLOW_CONN_ARR_DEFAULT", connection_json(slow.url))
+    session_id = ArrHook().create_session()
+    event = await first_event(
+        ArrSessionReadyTrigger(session_id=session_id, poll_interval=5, deadline=time.time() + 1)
+    )
+    assert event["status"] == "timeout" and event["session_status"] == "starting"
+    ArrHook().stop_session(session_id)
+
+
+async def test_unknown_session_gives_an_error_event(admin: Admin) -> None:
+    event = await first_event(ArrSessionReadyTrigger(session_id="nope", poll_interval=5))
+    assert event["status"] == "error" and "404" in event["message"]
+
+
+async def test_polling_survives_throttling_and_5xx(admin: Admin) -> None:
+    session_id = ArrHook().create_session()
+    admin.fault(operation="get", action="status", status=429, retry_after=1, count=1)
+    admin.fault(operation="get", action="status", status=503, count=1)
+    admin.fault(operation="get", action="drop", count=1)
+    event = await first_event(ArrSessionReadyTrigger(session_id=session_id, poll_interval=5))
+    assert event["status"] == "success"
+
+
+async def test_on_kill_stops_the_session_but_cancellation_does_not(admin: Admin) -> None:
+    session_id = ArrHook().create_session()
+    admin.config(startup_delay=10**6)  # never ready while we watch
+    trigger = ArrSessionReadyTrigger(session_id=session_id, poll_interval=5)
+    task = asyncio.ensure_future(first_event(trigger))
+    await asyncio.sleep(0.5)
+    task.cancel()  # a triggerer restart cancels the coroutine: the session must live on
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert admin.active() == 1
+    resumed = rebuild(trigger)
+    task = asyncio.ensure_future(first_event(resumed))
+    await asyncio.sleep(0.5)
+    await resumed.on_kill()  # a user marked the task failed
+    task.cancel()
+    assert admin.active() == 0
+    assert admin.counts()["create"] == 1
+
+
+async def test_concurrent_triggers_share_one_token(admin: Admin) -> None:
+    ids = [ArrHook().create_session() for _ in range(5)]
+    tokens_before = admin.counts()["token"]
+    events = await asyncio.gather(
+        *(first_event(ArrSessionReadyTrigger(session_id=i, poll_interval=5)) for i in ids)
+    )
+    assert [e["status"] for e in events] == ["success"] * 5
+    assert admin.counts()["token"] - tokens_before == 1

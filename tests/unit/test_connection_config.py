@@ -1,0 +1,87 @@
+"""Connection fields → client settings, with errors that name the field (no network)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_provider_arr._api import DEFAULT_STS, ClientConfig
+from airflow_provider_arr.exceptions import ArrInputError
+
+
+def config(**fields: Any) -> ClientConfig:
+    base: dict[str, Any] = {
+        "conn_id": "arr_default",
+        "login": "acc",
+        "password": "key",
+        "host": "",
+        "extra": {"region": "westus2"},
+    }
+    base.update(fields)
+    return ClientConfig.from_connection(**base)
+
+
+def test_region_builds_the_endpoint_and_default_sts() -> None:
+    cfg = config()
+    assert cfg.endpoint == "https://remoterendering.westus2.mixedreality.azure.com"
+    assert cfg.sts_endpoint == DEFAULT_STS
+    assert cfg.api_version == "v1"
+
+
+def test_host_wins_and_gets_a_scheme() -> None:
+    assert config(host="remoterendering.eastus.mixedreality.azure.com/").endpoint == (
+        "https://remoterendering.eastus.mixedreality.azure.com"
+    )
+    assert config(host="http://127.0.0.1:8765", extra={}).endpoint == "http://127.0.0.1:8765"
+
+
+def test_account_domain_builds_the_sts() -> None:
+    cfg = config(extra={"region": "westus2", "account_domain": "westus2.mixedreality.azure.com"})
+    assert cfg.sts_endpoint == "https://sts.westus2.mixedreality.azure.com"
+
+
+def test_prefixed_extras_are_read() -> None:
+    cfg = config(extra={"extra__azure_remote_rendering__region": "uksouth"})
+    assert "uksouth" in cfg.endpoint
+
+
+def test_key_is_not_in_repr() -> None:
+    assert "key" not in repr(config(password="key")).replace("account_key", "")
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"login": ""}, "login"),
+        ({"login": None}, "login"),
+        ({"password": ""}, "password"),
+        ({"extra": {}}, "host"),
+        ({"extra": {"region": "mars"}}, "region"),
+        ({"extra": {"region": "westus2", "account_domain": "westus2"}}, "account_domain"),
+        ({"extra": {"region": "westus2", "api_version": "2022-05-01"}}, "api_version"),
+        ({"extra": {"region": "westus2", "timeout": "soon"}}, "timeout"),
+        ({"extra": {"region": "westus2", "retry_limit": 0}}, "retry_limit"),
+        ({"host": "ftp://x"}, "host"),
+        ({"extra": {"region": "westus2", "sts_endpoint": "not a url"}}, "sts_endpoint"),
+    ],
+)
+def test_bad_connections_name_the_field(fields: dict[str, Any], named: str) -> None:
+    with pytest.raises(ArrInputError, match=named):
+        config(**fields)
+
+
+def test_provider_info_lists_what_exists() -> None:
+    import importlib
+
+    from airflow_provider_arr import get_provider_info
+
+    info = get_provider_info()
+    for group in ("hooks", "operators", "sensors", "triggers"):
+        for entry in info[group]:
+            for module in entry["python-modules"]:
+                importlib.import_module(module)
+    for conn in info["connection-types"]:
+        module, _, cls = conn["hook-class-name"].rpartition(".")
+        hook = getattr(importlib.import_module(module), cls)
+        assert hook.conn_type == conn["connection-type"] == "azure_remote_rendering"
