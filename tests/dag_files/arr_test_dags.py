@@ -24,7 +24,7 @@ START = datetime(2025, 1, 1)
 CAPTURED: list[dict[str, Any]] = []
 
 
-@task(trigger_rule="all_done")
+@task
 def capture(**context: Any) -> None:
     ti = context["ti"]
     CAPTURED.append(

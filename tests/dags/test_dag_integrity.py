@@ -21,7 +21,7 @@ def test_there_are_dag_files() -> None:
 def test_dagbag_imports_without_errors() -> None:
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(DAGS), include_examples=False)
+    bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
     assert "arr_render_session" in bag.dags
 
@@ -30,7 +30,7 @@ def test_dagbag_imports_without_errors() -> None:
 def test_each_create_has_a_teardown_stop(path: Path) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(path), include_examples=False)
+    bag = DagBag(dag_folder=str(path))
     for dag in bag.dags.values():
         creates = [t for t in dag.tasks if isinstance(t, ArrCreateSessionOperator)]
         stops = [t for t in dag.tasks if isinstance(t, ArrStopSessionOperator)]

@@ -57,7 +57,7 @@ async def test_ready_event(admin: Admin) -> None:
 async def test_waits_through_starting(emulator_factory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from tests.conftest import connection_json
 
-    slow = emulator_factory(startup_delay=6, time_scale=1)  # ready after 6 real seconds
+    slow = emulator_factory(startup_delay=4, time_scale=1)  # ready after 4 real seconds
     monkeypatch.setenv("AIRFLOW_CONN_ARR_DEFAULT", connection_json(slow.url))
     session_id = ArrHook().create_session()
     started = time.monotonic()
