@@ -109,7 +109,10 @@ with DAG(
         log = logging.getLogger("airflow.task")
         params = params or {}
         log.info(
-            "would connect to %s and render models %s (session %s)", hostname, params.get("models"), session_id
+            "render placeholder: would connect to %s and render models %s (session %s)",
+            hostname,
+            params.get("models"),
+            session_id,
         )
         time.sleep(float(params.get("render_seconds") or 0))
         session = ArrHook().get_session(session_id)
@@ -121,7 +124,7 @@ with DAG(
             )
         return {"session_id": session_id, "hostname": hostname, "models": len(params.get("models") or [])}
 
-    rendered = render(hostname=wait_ready.output, session_id=SESSION_ID)
+    rendered = render(hostname=wait_ready.output, session_id=SESSION_ID)  # type: ignore[arg-type]  # XComArg
 
     stop = ArrStopSessionOperator(task_id="stop", session_id=SESSION_ID)
 

@@ -18,13 +18,16 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 ACCOUNT_ID = "00000000-0000-0000-0000-0000000000de"
 # Keep each interesting line of `airflow dags test`; the full output goes to a log file.
-INTERESTING = re.compile(r"ARR session|Marking run|state=|DagRun Finished|ERROR|Traceback|failed")
+INTERESTING = re.compile(r"ARR session|render placeholder|DagRun Finished|Traceback|Error")
+# structlog's console lines: "<time> [<level>] <message> [<logger>] key=value..."
+LINE = re.compile(r"^\S+\s+\[(?P<level>\w+)\s*\]\s+(?P<msg>.*?)\s+\[[\w.]+\]")
 
 
 def _admin(url: str, path: str) -> Any:
@@ -81,7 +84,9 @@ def _render_result(db: Path) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--startup-delay", type=float, default=60, help="emulated seconds to start (60)")
     parser.add_argument("--time-scale", type=float, default=10, help="emulated seconds per second (10)")
     parser.add_argument("--poll-interval", type=float, default=5, help="sensor poll interval, s (5)")
@@ -92,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     key = "demo-" + os.urandom(12).hex()
     print(f"ARR demo: throwaway AIRFLOW_HOME {home}")
     emulator, url = _start_emulator(args, key, home / "emulator.log")
-    print(f"ARR demo: emulator at {url} (start-up {args.startup_delay:g} emulated s, x{args.time_scale:g} clock)")
+    print(
+        f"ARR demo: emulator at {url} "
+        f"(start-up {args.startup_delay:g} emulated s, x{args.time_scale:g} clock)"
+    )
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
@@ -114,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-        conf = json.dumps({"poll_interval": args.poll_interval, "models": ["https://example.invalid/car.arrAsset"]})
+        conf = json.dumps(
+            {"poll_interval": args.poll_interval, "models": ["https://example.invalid/car.arrAsset"]}
+        )
         with (home / "dags_test.log").open("w") as log:
             proc = subprocess.Popen(
                 [airflow, "dags", "test", "arr_render_session", "-c", conf],
@@ -127,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             for line in proc.stdout:
                 log.write(line)
                 if INTERESTING.search(line):
-                    print("  | " + line.rstrip()[:160])
+                    match = LINE.match(line)
+                    text = f"{match['level']:<7} {match['msg']}" if match else line.rstrip()
+                    print("  | " + text[:150])
             code = proc.wait()
         state = _admin(url, "state")
     finally:
@@ -137,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     result, task_states, run_state = _render_result(home / "airflow.db")
     sessions = state.get("sessions", [])
     session = sessions[0] if sessions else {}
-    ready_after = session.get("ready_after_seconds")
+    ready_after = None
+    if session.get("ready_at") and session.get("created"):
+        ready_after = (
+            datetime.fromisoformat(session["ready_at"]) - datetime.fromisoformat(session["created"])
+        ).total_seconds()
     stopped = session.get("status", "").lower() in ("stopping", "stopped")
     active = state.get("active", -1)
     ok = code == 0 and run_state == "success" and stopped and active == 0 and len(sessions) == 1

@@ -40,7 +40,9 @@ def capture(**context: Any) -> None:
     )
 
 
-def _bracket(dag_id: str, **create_kwargs: Any) -> tuple[DAG, ArrCreateSessionOperator, ArrStopSessionOperator]:
+def _bracket(
+    dag_id: str, **create_kwargs: Any
+) -> tuple[DAG, ArrCreateSessionOperator, ArrStopSessionOperator]:
     dag = DAG(dag_id, schedule=None, start_date=START, catchup=False, default_args={"retries": 0})
     with dag:
         create = ArrCreateSessionOperator(task_id="create", max_lease_time="0:30:00", **create_kwargs)

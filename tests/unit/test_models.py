@@ -36,7 +36,9 @@ def test_parse_timespan(text: str, expected: timedelta) -> None:
     assert parse_timespan(text) == expected
 
 
-@pytest.mark.parametrize("text", ["abc", "", "4", "4:0", "1:60:00", "25:00:00", "0:0:60", "1:2:3:4", "x.1:0:0"])
+@pytest.mark.parametrize(
+    "text", ["abc", "", "4", "4:0", "1:60:00", "25:00:00", "0:0:60", "1:2:3:4", "x.1:0:0"]
+)
 def test_parse_timespan_rejects(text: str) -> None:
     with pytest.raises(ArrInputError, match="max_lease_time"):
         parse_timespan(text)
