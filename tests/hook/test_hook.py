@@ -246,3 +246,15 @@ def test_secrets_never_reach_logs_or_errors(admin: Admin, caplog: pytest.LogCapt
     for text in (caplog.text, str(info.value), repr(info.value), repr(hook.config)):
         assert ACCOUNT_KEY not in text
         assert token not in text
+
+
+def test_list_follows_every_page(emulator_factory, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    server = emulator_factory(page_size=3)
+    monkeypatch.setenv("AIRFLOW_CONN_ARR_DEFAULT", connection_json(server.url, api_version="2021-01-01"))
+    hook = ArrHook()
+    created = {hook.create_session(session_id=f"paged-{i}") for i in range(8)}
+    listed = hook.list_sessions()
+    assert {s.session_id for s in listed} == created and len(listed) == 8
+    assert Admin(server.url).counts()["list"] == 3  # 3 + 3 + 2
+    for session_id in created:
+        hook.stop_session(session_id)
