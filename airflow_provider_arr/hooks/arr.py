@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from functools import cached_property
@@ -361,6 +362,9 @@ async def _aget_connection(conn_id: str) -> Connection:
     return await sync_to_async(BaseHook.get_connection)(conn_id)
 
 
+_ClientsByLoop = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ClientConfig, "_AsyncClient"]]
+
+
 class _AsyncClient:
     """One httpx client and one token per connection settings and event loop, shared by triggers.
 
@@ -368,7 +372,7 @@ class _AsyncClient:
     STS token means one token fetch and a bounded number of sockets, not one of each per wait.
     """
 
-    _shared: ClassVar[dict[tuple[int, ClientConfig], _AsyncClient]] = {}
+    _shared: ClassVar[_ClientsByLoop] = weakref.WeakKeyDictionary()
 
     def __init__(self, config: ClientConfig, log: LogLike) -> None:
         import httpx
@@ -386,19 +390,19 @@ class _AsyncClient:
 
     @classmethod
     async def acquire(cls, config: ClientConfig, log: LogLike) -> _AsyncClient:
-        key = (id(asyncio.get_running_loop()), config)
-        client = cls._shared.get(key)
+        clients = cls._shared.setdefault(asyncio.get_running_loop(), {})
+        client = clients.get(config)
         if client is None or client.http.is_closed:
-            client = cls._shared[key] = cls(config, log)
+            client = clients[config] = cls(config, log)
         client.users += 1
         return client
 
     async def release(self) -> None:
         self.users -= 1
         if self.users <= 0:
-            for key, value in list(self._shared.items()):
-                if value is self:
-                    del self._shared[key]
+            clients = self._shared.get(asyncio.get_running_loop(), {})
+            if clients.get(self.config) is self:
+                del clients[self.config]
             await self.http.aclose()
 
     async def run(self, exchange: Exchange[T]) -> T:
