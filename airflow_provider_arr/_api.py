@@ -230,6 +230,15 @@ def _service_message(body: bytes) -> str | None:
     return None
 
 
+#: What an answer means for the user, where the status alone does not say it.
+_HINTS = {
+    ("create", 409): "a session with this id already exists with other settings (size or lease); "
+    "use another session_id",
+    ("update", 422): "the new lease must be larger than the session's current lease",
+    ("stop", 404): "the service does not know this session",
+}
+
+
 def error_for(request: ApiRequest, response: ApiResponse) -> ArrApiError:
     """Map a non-success answer to the provider's exception, quoting status, body and MS-CV."""
     status = response.status
@@ -237,6 +246,9 @@ def error_for(request: ApiRequest, response: ApiResponse) -> ArrApiError:
     what = f"ARR {request.operation} ({request.method} {request.path}) answered {status}"
     if said:
         what += f": {said}"
+    hint = _HINTS.get((request.operation, status))
+    if hint:
+        what += f" ({hint})"
     common: dict[str, Any] = {
         "session_id": request.session_id,
         "http_status": status,

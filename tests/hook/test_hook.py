@@ -196,11 +196,12 @@ def test_2021_reattach_and_conflict(admin: Admin, api_version: str) -> None:
     assert len(admin.state()["sessions"]) == 1
     from airflow_provider_arr.exceptions import ArrConflictError
 
-    with pytest.raises(ArrConflictError):
+    with pytest.raises(ArrConflictError, match="already exists with other settings"):
         hook.create_session("premium", "0:30:00", session_id="same-id")
     hook.update_session("same-id", "0:40:00")
-    with pytest.raises(ArrLeaseError):
+    with pytest.raises(ArrLeaseError, match="must be larger than the session's current lease") as info:
         hook.update_session("same-id", "0:35:00")
+    assert info.value.http_status == 422 and info.value.session_id == "same-id"
     hook.stop_session("same-id")
 
 
