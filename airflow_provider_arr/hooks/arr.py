@@ -157,7 +157,6 @@ class ArrHook(BaseHook):
         adapter = HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=8)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        session.verify = self.config.verify
         return session
 
     # -- the choke point -------------------------------------------------------------------------
@@ -190,6 +189,8 @@ class ArrHook(BaseHook):
                 json=request.json,
                 headers=self.protocol.headers(request),
                 timeout=self.config.timeout,
+                # Per request: a session-level verify loses to REQUESTS_CA_BUNDLE in requests.
+                verify=self.config.verify,
             )
         except requests.RequestException as exc:
             sent = not isinstance(exc, requests.ConnectTimeout) and not _refused(exc)

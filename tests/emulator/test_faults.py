@@ -211,6 +211,7 @@ def test_slow_adds_to_every_answer(make_server: Any) -> None:
 
 
 def test_invalid_rules_are_400(arr: Arr) -> None:
+    rule: object
     for rule in (
         {"action": "nope"},
         {"action": "status", "status": 99},

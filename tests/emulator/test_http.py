@@ -48,6 +48,9 @@ def test_unknown_routes_and_methods_use_the_error_shape(arr: Arr) -> None:
     assert_error(answer, 405, "MethodNotAllowed")
     assert "PATCH" in answer.headers["Allow"]
     assert_error(arr.v2("DELETE", "/s1"), 405)
+    # "create" is no session id: only the create route's method is advertised there.
+    assert arr.v1("GET", "/create").headers["Allow"] == "POST"
+    assert arr.v2("DELETE", "/s1").headers["Allow"] == "GET, PATCH, PUT"
 
 
 @pytest.mark.parametrize(

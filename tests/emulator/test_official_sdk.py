@@ -72,8 +72,8 @@ def test_official_sdk_reports_a_failed_start(make_server: Any, monkeypatch: pyte
     )
     with client:
         poller = client.begin_rendering_session(session_id="doomed", size="Standard", lease_time_minutes=5)
-        with pytest.raises(HttpResponseError, match="No capacity|error state"):
+        with pytest.raises(HttpResponseError, match=r"No capacity|error state"):
             poller.result(timeout=10)
         with pytest.raises(HttpResponseError) as info:
             client.update_rendering_session("doomed", lease_time_minutes=1)
-        assert info.value.status_code == 422
+        assert info.value.status_code == 409

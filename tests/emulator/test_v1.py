@@ -103,12 +103,10 @@ def test_unknown_sessions_are_404(arr: Arr) -> None:
     assert_error(arr.v1("DELETE", "/nope"), 404, "NotFound")
 
 
-def test_updating_an_ended_session_is_422(arr: Arr) -> None:
+def test_updating_an_ended_session_is_409(arr: Arr) -> None:
     session_id = arr.v1_create()
     arr.v1("DELETE", f"/{session_id}")
-    assert_error(
-        arr.v1("PATCH", f"/{session_id}", json={"maxLeaseTime": "3:0:0"}), 422, "UnprocessableEntity"
-    )
+    assert_error(arr.v1("PATCH", f"/{session_id}", json={"maxLeaseTime": "3:0:0"}), 409, "Conflict")
 
 
 GOOD: dict[str, Any] = {"maxLeaseTime": "4:0:0", "models": [], "size": "standard"}

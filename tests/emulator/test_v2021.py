@@ -98,7 +98,7 @@ def test_stop_answers_204_and_stopping_shows_as_stopped(arr: Arr) -> None:
     assert arr.v2_get("s1")["status"] == "Stopped"
     assert arr.admin("GET", "/state").json()["sessions"][0]["status"] == "stopping"
     assert arr.v1_get("s1")["sessionStatus"] == "Stopping"
-    assert_error(arr.v2("PATCH", "/s1", json={"maxLeaseTimeMinutes": 90}), 422)
+    assert_error(arr.v2("PATCH", "/s1", json={"maxLeaseTimeMinutes": 90}), 409, "Conflict")
     assert arr.v2("GET").json()["sessions"] == []
 
 
@@ -113,7 +113,7 @@ def test_unknown_sessions_are_404(arr: Arr) -> None:
 )
 def test_api_version_is_required(arr: Arr, params: dict[str, str]) -> None:
     arr.v2_create("s1")
-    calls = [
+    calls: list[tuple[str, str, dict[str, Any]]] = [
         ("PUT", "/s2", {"json": {"maxLeaseTimeMinutes": 60, "size": "Standard"}}),
         ("GET", "/s1", {}),
         ("PATCH", "/s1", {"json": {"maxLeaseTimeMinutes": 90}}),
@@ -133,6 +133,12 @@ def test_invalid_session_ids_are_400(arr: Arr, session_id: str) -> None:
     assert_error(arr.v2("GET", f"/{session_id}"), 400, "BadRequest")
 
 
+def test_integral_floats_are_integers(arr: Arr) -> None:
+    """JSON Schema counts 60.0 as an integer."""
+    assert arr.v2("PUT", "/s1", json={"maxLeaseTimeMinutes": 60.0, "size": "Standard"}).status_code == 201
+    assert arr.v2("PATCH", "/s1", json={"maxLeaseTimeMinutes": 90.0}).json()["maxLeaseTimeMinutes"] == 90
+
+
 def test_longest_session_id_is_accepted(arr: Arr) -> None:
     arr.v2_create("x" * 256)
     assert arr.v2_get("x" * 256)["id"] == "x" * 256
@@ -146,7 +152,7 @@ def test_longest_session_id_is_accepted(arr: Arr) -> None:
         {"maxLeaseTimeMinutes": 0, "size": "Standard"},
         {"maxLeaseTimeMinutes": 1441, "size": "Standard"},
         {"maxLeaseTimeMinutes": "60", "size": "Standard"},
-        {"maxLeaseTimeMinutes": 60.0, "size": "Standard"},
+        {"maxLeaseTimeMinutes": 60.5, "size": "Standard"},
         {"maxLeaseTimeMinutes": None, "size": "Standard"},
         {"maxLeaseTimeMinutes": 60, "size": "Huge"},
         {"maxLeaseTimeMinutes": 60, "size": ["Standard"]},
