@@ -194,13 +194,7 @@ class ArrHook(BaseHook):
             )
         except requests.RequestException as exc:
             sent = not isinstance(exc, requests.ConnectTimeout) and not _refused(exc)
-            log_exchange(self.log, request, type(exc).__name__, time.monotonic() - started, None)
-            raise ArrConnectionError(
-                f"ARR {request.operation} ({request.method} {request.path}) failed: "
-                f"{type(exc).__name__}: {_short(exc)}",
-                request_sent=sent,
-                session_id=request.session_id,
-            ) from None
+            raise _broken(request, exc, sent=sent, started=started, log=self.log) from None
         return _checked(
             request,
             status=raw.status_code,
@@ -366,6 +360,13 @@ async def _aget_connection(conn_id: str) -> Connection:
 _ClientsByLoop = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ClientConfig, "_AsyncClient"]]
 
 
+#: The async client's connections: small pools, since httpcore's pool does work proportional to
+#: its size on every request (a readability check of each idle socket), and enough of them for
+#: a triggerer's bursts of polls.
+POOLS = 8
+CONNECTIONS_PER_POOL = 8
+
+
 class _AsyncClient:
     """One httpx client and one token per connection settings and event loop, shared by triggers.
 
@@ -381,13 +382,27 @@ class _AsyncClient:
         self.config = config
         self.log = log
         self.protocol = ArrProtocol(config, on_secret=mask_secret)
-        self.http = httpx.AsyncClient(
-            verify=config.verify,
-            timeout=httpx.Timeout(config.timeout, pool=None),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
-        )
+        self.pools = [
+            httpx.AsyncClient(
+                verify=config.verify,
+                timeout=httpx.Timeout(config.timeout, pool=None),
+                limits=httpx.Limits(
+                    max_connections=CONNECTIONS_PER_POOL, max_keepalive_connections=CONNECTIONS_PER_POOL
+                ),
+            )
+            for _ in range(POOLS)
+        ]
+        self.in_flight = [0] * POOLS
+        # Requests wait for a connection here, in FIFO order and in O(1), rather than in
+        # httpcore's pool, whose every assignment scans all its queued requests.
+        self.slots = asyncio.Semaphore(POOLS * CONNECTIONS_PER_POOL)
         self.users = 0
         self.token_lock = asyncio.Lock()
+
+    @property
+    def http(self) -> Any:
+        """The first pool (for callers that need one)."""
+        return self.pools[0]
 
     @classmethod
     async def acquire(cls, config: ClientConfig, log: LogLike) -> _AsyncClient:
@@ -404,7 +419,8 @@ class _AsyncClient:
             clients = self._shared.get(asyncio.get_running_loop(), {})
             if clients.get(self.config) is self:
                 del clients[self.config]
-            await self.http.aclose()
+            for pool in self.pools:
+                await pool.aclose()
 
     async def run(self, exchange: Exchange[T]) -> T:
         """Drive one protocol exchange, as :meth:`ArrHook._run` does, with httpx."""
@@ -434,11 +450,20 @@ class _AsyncClient:
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def _send_once(self, request: ApiRequest) -> ApiResponse:
+        async with self.slots:  # a free connection in the least busy pool
+            pool = self.in_flight.index(min(self.in_flight))
+            self.in_flight[pool] += 1
+            try:
+                return await self._send_now(self.pools[pool], request)
+            finally:
+                self.in_flight[pool] -= 1
+
+    async def _send_now(self, http: Any, request: ApiRequest) -> ApiResponse:
         import httpx
 
         started = time.monotonic()
         try:
-            raw = await self.http.request(
+            raw = await http.request(
                 request.method,
                 request.url,
                 params=request.params,
@@ -447,13 +472,7 @@ class _AsyncClient:
             )
         except httpx.HTTPError as exc:
             sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
-            log_exchange(self.log, request, type(exc).__name__, time.monotonic() - started, None)
-            raise ArrConnectionError(
-                f"ARR {request.operation} ({request.method} {request.path}) failed: "
-                f"{type(exc).__name__}: {_short(exc)}",
-                request_sent=sent,
-                session_id=request.session_id,
-            ) from None
+            raise _broken(request, exc, sent=sent, started=started, log=self.log) from None
         return _checked(
             request,
             status=raw.status_code,
@@ -462,6 +481,19 @@ class _AsyncClient:
             started=started,
             log=self.log,
         )
+
+
+def _broken(
+    request: ApiRequest, exc: Exception, *, sent: bool, started: float, log: LogLike
+) -> ArrConnectionError:
+    """Log a call that got no complete answer and describe it (``sent``: it may have been processed)."""
+    log_exchange(log, request, type(exc).__name__, time.monotonic() - started, None)
+    return ArrConnectionError(
+        f"ARR {request.operation} ({request.method} {request.path}) failed: "
+        f"{type(exc).__name__}: {_short(exc)}",
+        request_sent=sent,
+        session_id=request.session_id,
+    )
 
 
 def _checked(

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from .conftest import ACCOUNT, KEY
+# A dev dependency: the test must fail, not skip, if it is missing.
+from azure.core import credentials
+from azure.mixedreality import remoterendering
 
-remoterendering = pytest.importorskip("azure.mixedreality.remoterendering")
-credentials = pytest.importorskip("azure.core.credentials")
+from .conftest import ACCOUNT, KEY
 
 
 def test_official_sdk_lifecycle(make_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
