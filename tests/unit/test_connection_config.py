@@ -85,3 +85,17 @@ def test_provider_info_lists_what_exists() -> None:
         module, _, cls = conn["hook-class-name"].rpartition(".")
         hook = getattr(importlib.import_module(module), cls)
         assert hook.conn_type == conn["connection-type"] == "azure_remote_rendering"
+
+
+def test_airflow_discovers_the_provider_and_its_form() -> None:
+    """Through the entry point: the connection type, its relabelled fields and custom fields."""
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-provider-arr" in manager.providers
+    behaviour = manager.field_behaviours["azure_remote_rendering"]
+    assert behaviour["relabeling"]["login"] == "Account ID"
+    assert behaviour["relabeling"]["password"] == "Account Key"
+    prefix = "extra__azure_remote_rendering__"
+    fields = {k.removeprefix(prefix) for k in manager.connection_form_widgets if k.startswith(prefix)}
+    assert {"region", "account_domain", "sts_endpoint", "api_version"} <= fields
