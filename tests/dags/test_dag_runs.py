@@ -62,8 +62,10 @@ def test_example_dag_session_error_on_start(example_dag: Any, admin: Admin) -> N
 
 
 def test_example_dag_lease_expires_while_waiting(example_dag: Any, admin: Admin) -> None:
-    # A lease shorter than the start-up: the session expires before it is ready.
-    state, tasks = run(example_dag, poll_interval=5, max_lease_time="0:00:20")
+    # A lease shorter than the start-up: the session expires before it is ready. (2021-01-01
+    # sends whole minutes, so the start-up must exceed a minute: 120 emulated s, 1.2 s real.)
+    admin.config(startup_delay=120)
+    state, tasks = run(example_dag, poll_interval=5, max_lease_time="0:01:00")
     assert state == "failed"
     assert tasks["wait_ready"] == "failed" and tasks["stop"] == "success"
     assert admin.active() == 0
