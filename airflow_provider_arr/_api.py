@@ -91,7 +91,9 @@ class ApiRequest:
     retry_safe: bool = True
     # Session calls carry the STS token; the token call carries the account key instead.
     authenticated: bool = True
-    extra_headers: Mapping[str, str] = field(default_factory=dict)
+    # Never in repr: the token request carries the account key here (tracebacks with locals,
+    # error reporters and debug logs print reprs).
+    extra_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def path(self) -> str:
@@ -384,7 +386,7 @@ def jwt_expiry(token: str) -> tuple[float | None, float | None]:
 class TokenCache:
     """The STS token of one client, reused until 5 minutes before its expiry."""
 
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # a secret: never in repr
     refresh_at: float = 0.0
     fetched: int = 0
 
@@ -869,22 +871,31 @@ class ArrProtocol:
                 isinstance(exc, ArrConnectionError) and not exc.request_sent
             ):
                 raise
-            candidates = yield from self._orphan_candidates(size, lease)
-            listed = ", ".join(candidates) if candidates else "none found"
-            raise ArrSessionMayExistError(
-                "ARR create failed after the service may have processed it, so a session may exist "
-                "and be billed; v1 create is not idempotent and was not retried. Active sessions "
-                f"with the same size and lease: {listed}. Stop the one this task created if it is "
-                f"not another task's (cause: {exc.message})",
-                candidates=candidates,
-                http_status=exc.http_status,
-                body=exc.body,
-                ms_cv=exc.ms_cv,
-            ) from exc
+            raise (yield from self._may_exist(exc, size, lease)) from exc
         if self.dialect.client_chosen_ids:
             session = self.dialect.session(_json_object(request, response), request, response)
             return CreateResult(session.session_id, reattached=response.status == 200, session=session)
-        return CreateResult(self.dialect.created_id(request, response), reattached=False, session=None)
+        try:
+            created = self.dialect.created_id(request, response)
+        except ArrUnexpectedResponseError as exc:
+            # Accepted (2xx), so the session exists, but its id could not be read from the answer.
+            raise (yield from self._may_exist(exc, size, lease)) from exc
+        return CreateResult(created, reattached=False, session=None)
+
+    def _may_exist(self, exc: ArrError, size: str, lease: timedelta) -> Exchange[ArrSessionMayExistError]:
+        """The error for a v1 create that the service may have processed, listing candidates."""
+        candidates = yield from self._orphan_candidates(size, lease)
+        listed = ", ".join(candidates) if candidates else "none found"
+        return ArrSessionMayExistError(
+            "ARR create failed after the service may have processed it, so a session may exist "
+            "and be billed; v1 create is not idempotent and was not retried. Active sessions "
+            f"with the same size and lease: {listed}. Stop the one this task created if it is "
+            f"not another task's (cause: {exc.message})",
+            candidates=candidates,
+            http_status=exc.http_status,
+            body=exc.body,
+            ms_cv=exc.ms_cv,
+        )
 
     def _orphan_candidates(self, size: str, lease: timedelta) -> Exchange[tuple[str, ...]]:
         try:

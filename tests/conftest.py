@@ -50,7 +50,9 @@ class Admin:
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/") + "/_emulator"
-        self.http = requests.Session()
+        # No pooled session: an idle keep-alive connection is closed by uvicorn after 5 s, and a
+        # call racing that close would fail for reasons unrelated to the test.
+        self.http = requests
 
     def state(self) -> dict[str, Any]:
         return self.http.get(f"{self.url}/state", timeout=10).json()

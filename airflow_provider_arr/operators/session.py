@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator, conf
 
@@ -17,9 +17,14 @@ from airflow_provider_arr._ready import hostname_from_event, poll_ready
 from airflow_provider_arr.exceptions import (
     ArrBadRequestError,
     ArrConflictError,
+    ArrConnectionError,
     ArrError,
     ArrInputError,
     ArrNotFoundError,
+    ArrServiceError,
+    ArrSessionMayExistError,
+    ArrThrottledError,
+    ArrUnexpectedResponseError,
 )
 from airflow_provider_arr.models import (
     SESSION_ID_MAX_LENGTH,
@@ -35,6 +40,7 @@ from airflow_provider_arr.models import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_arr._api import CreateResult
     from airflow_provider_arr.hooks.arr import ArrHook
 
 #: What a rendered template of a missing XCom looks like.
@@ -88,6 +94,30 @@ class ArrCreateSessionOperator(_ArrOperator):
 
     With the 2021-01-01 dialect the session id is derived from the task instance unless given:
     a retried task finds the session its earlier try created instead of making a second one.
+
+    **A lost create answer under v1.** v1 create is not idempotent, so a create whose answer was
+    lost (timeout, dropped connection, 5xx) is never repeated: the service may have made the
+    session anyway. To find it, the operator lists the account's active sessions just before
+    creating (one extra call, v1 only) and, after such a failure, compares with the sessions of
+    the same size and lease that the hook finds afterwards:
+
+    * exactly **one** new session appeared: it is almost certainly this task's, so the operator
+      stops it (it is billed and nobody knows its id) and fails with
+      :class:`~airflow_provider_arr.exceptions.ArrSessionMayExistError` naming it; a task retry
+      then creates a fresh session. (Should the create in fact not have been processed while
+      another task created a session of the same size and lease in the same instant, that other
+      task's session is stopped, and that task fails loudly rather than anything leaking.)
+    * **several** new sessions appeared (other tasks created sessions of the same size and lease
+      concurrently): none is stopped, since all but one belong to someone else; the error names
+      every candidate so that the right one can be stopped by hand (its lease caps the bill).
+    * **none** appeared, or the sessions could not be listed: the error says so; nothing is stopped.
+
+    **A lost create answer under 2021-01-01.** The hook repeats the (idempotent) PUT, which finds
+    the session a lost answer made. Should every attempt fail after one may have reached the
+    service (dropped connection, 5xx, 429, unreadable answer), the session may exist under its
+    known id: when the task has a retry left, the retry reattaches to it (one session, not two);
+    on its last try the operator stops it before failing. A task killed during the create stops it
+    as well.
 
     :param size: ``standard`` or ``premium`` (templated).
     :param max_lease_time: the lease, a timespan such as ``"1:00:00"`` or a timedelta; at most
@@ -143,6 +173,7 @@ class ArrCreateSessionOperator(_ArrOperator):
             ready_timeout.total_seconds() if isinstance(ready_timeout, timedelta) else float(ready_timeout)
         )
         self._created: str | None = None
+        self._creating: str | None = None
 
     def execute(self, context: Context) -> str:
         """Create the session (or find the one an earlier try made), then optionally wait."""
@@ -154,10 +185,14 @@ class ArrCreateSessionOperator(_ArrOperator):
         poll_interval = validate_poll_interval(self.poll_interval)
         session_id = validate_session_id(self.session_id) if self.session_id not in _NO_SESSION else None
 
-        if self.hook.api_version == API_2021 and session_id is None:
-            session_id = session_id_for_task(context)
-        result = self.hook.create_or_reattach_session(
-            size=size, max_lease_time=lease, models=models, session_id=session_id
+        known: frozenset[str] | None = None
+        if self.hook.api_version == API_2021:
+            if session_id is None:
+                session_id = session_id_for_task(context)
+        else:
+            known = self._active_session_ids()
+        result = self._create(
+            context, size=size, lease=lease, models=models, session_id=session_id, known=known
         )
         if result.reattached and result.session and result.session.status.will_never_be_ready:
             # An earlier try's session has ended; this try needs a session of its own.
@@ -169,8 +204,8 @@ class ArrCreateSessionOperator(_ArrOperator):
                 result.session.status.value,
                 fresh,
             )
-            result = self.hook.create_or_reattach_session(
-                size=size, max_lease_time=lease, models=models, session_id=fresh
+            result = self._create(
+                context, size=size, lease=lease, models=models, session_id=fresh, known=None
             )
         self._created = sid = result.session_id
         context["ti"].xcom_push(key="session_id", value=sid)
@@ -226,10 +261,141 @@ class ArrCreateSessionOperator(_ArrOperator):
         context["ti"].xcom_push(key="hostname", value=hostname)
         return session_id
 
+    def _create(
+        self,
+        context: Context,
+        *,
+        size: str,
+        lease: timedelta,
+        models: list[Any],
+        session_id: str | None,
+        known: frozenset[str] | None,
+    ) -> CreateResult:
+        """One create call; after a failure that may hide a session, make sure none is left billing."""
+        # With 2021-01-01 the id is known before the answer: a kill during the call can stop it.
+        self._creating = session_id
+        try:
+            return self.hook.create_or_reattach_session(
+                size=size, max_lease_time=lease, models=models, session_id=session_id
+            )
+        except ArrSessionMayExistError as exc:  # v1
+            self._after_lost_create(exc, known)
+        except (ArrConnectionError, ArrServiceError, ArrThrottledError, ArrUnexpectedResponseError) as exc:
+            if session_id is not None:  # 2021-01-01: an earlier attempt may have made the session
+                self._after_failed_create(context, session_id, exc)
+            raise
+
+    def _after_failed_create(self, context: Context, session_id: str, exc: ArrError) -> None:
+        """A 2021-01-01 create failed, but an attempt may have reached the service: leave the
+        session to the task's retry (which reattaches to it), or stop it when no retry follows."""
+        ti = context["ti"]
+        max_tries = getattr(ti, "max_tries", None)
+        if max_tries is None:
+            max_tries = self.retries or 0
+        if max_tries >= (ti.try_number or 1):  # Airflow retries while try_number <= max_tries
+            self.log.warning(
+                "the create of session %s failed (%s) but may have reached the service: the task's "
+                "retry will reattach to the session if it exists",
+                session_id,
+                exc.message,
+            )
+            return
+        self.log.warning(
+            "the create of session %s failed (%s) but may have reached the service, and no retry "
+            "follows: stopping the session in case it exists",
+            session_id,
+            exc.message,
+        )
+        try:
+            stop_idempotently(self.hook, session_id, self.log)
+        except Exception:
+            self.log.exception(
+                "could not stop session %s, which may exist: check it and stop it by hand if it does, "
+                "it is billed",
+                session_id,
+            )
+
+    def _active_session_ids(self) -> frozenset[str] | None:
+        """The ids of the active sessions before a v1 create, or None if they cannot be listed."""
+        try:
+            return frozenset(s.session_id for s in self.hook.list_sessions() if s.status.is_active)
+        except ArrError as exc:
+            self.log.warning(
+                "could not list sessions before creating (%s); should the create answer be lost, "
+                "the session it may have made cannot be told apart from others",
+                exc,
+            )
+            return None
+
+    def _after_lost_create(self, exc: ArrSessionMayExistError, known: frozenset[str] | None) -> NoReturn:
+        """A v1 create may have made a session nobody knows the id of: stop it if it is certainly
+        the only new one, else name the candidates; always raise (see the class docstring)."""
+        cause = exc.message
+        if known is None:
+            listed = ", ".join(exc.candidates) or "none found"
+            raise ArrSessionMayExistError(
+                "the answer to the create was lost and the sessions could not be listed before it, so "
+                f"the session it may have made cannot be identified; active sessions with the same size "
+                f"and lease: {listed}. Stop this task's session by hand if one of them is it "
+                f"(cause: {cause})",
+                candidates=exc.candidates,
+                http_status=exc.http_status,
+                body=exc.body,
+                ms_cv=exc.ms_cv,
+            ) from exc
+        new = tuple(c for c in exc.candidates if c not in known)
+        if not new:
+            raise ArrSessionMayExistError(
+                "the answer to the create was lost, but no new session of the same size and lease "
+                "appeared (or they could not be listed): the service probably did not create one; "
+                f"nothing was stopped (cause: {cause})",
+                candidates=(),
+                http_status=exc.http_status,
+                body=exc.body,
+                ms_cv=exc.ms_cv,
+            ) from exc
+        if len(new) > 1:
+            raise ArrSessionMayExistError(
+                f"the answer to the create was lost and {len(new)} sessions of the same size and lease "
+                f"appeared meanwhile: {', '.join(new)}. One may be this task's, the others belong to "
+                "tasks that created sessions at the same time, so none was stopped: stop this task's "
+                f"by hand, it is billed until its lease ends (cause: {cause})",
+                candidates=new,
+                http_status=exc.http_status,
+                body=exc.body,
+                ms_cv=exc.ms_cv,
+            ) from exc
+        (orphan,) = new
+        self.log.warning("the create answer was lost; session %s appeared meanwhile: stopping it", orphan)
+        try:
+            stop_idempotently(self.hook, orphan, self.log)
+        except ArrError as stop_error:
+            raise ArrSessionMayExistError(
+                f"the answer to the create was lost; session {orphan} appeared meanwhile and is "
+                f"probably this task's, but stopping it failed ({stop_error.message}): stop it by "
+                f"hand, it is billed (cause: {cause})",
+                session_id=orphan,
+                candidates=new,
+                http_status=exc.http_status,
+                body=exc.body,
+                ms_cv=exc.ms_cv,
+            ) from exc
+        raise ArrSessionMayExistError(
+            f"the answer to the create was lost; session {orphan}, which appeared meanwhile and so was "
+            "almost certainly made by this create, has been stopped so that it is not billed; the "
+            f"task fails (a retry, if any, creates a fresh session) (cause: {cause})",
+            session_id=orphan,
+            candidates=new,
+            http_status=exc.http_status,
+            body=exc.body,
+            ms_cv=exc.ms_cv,
+        ) from exc
+
     def on_kill(self) -> None:
-        """The task was killed: stop the session it created."""
-        if self._created:
-            self._stop_after_failure(self._created)
+        """The task was killed: stop the session it created (or, 2021-01-01, was creating)."""
+        session_id = self._created or self._creating
+        if session_id:
+            self._stop_after_failure(session_id)
 
     def _stop_after_failure(self, session_id: str) -> None:
         self.log.warning("stopping session %s, which this task created, after a failure", session_id)

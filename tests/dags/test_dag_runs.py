@@ -26,8 +26,11 @@ def run(dag: Any, **conf: Any) -> tuple[str, dict[str, str]]:
 
 @pytest.fixture
 def example_dag() -> Any:
+    """A fresh copy of the example DAG: dag.test() renders templates into the task objects in
+    place, so a DAG object reused across runs would keep the previous run's params."""
     sys.path.insert(0, str(DAGS))
     try:
+        sys.modules.pop("arr_render_session", None)
         import arr_render_session
     finally:
         sys.path.remove(str(DAGS))
