@@ -935,6 +935,23 @@ class ArrProtocol:
         """Ask the service to stop the session."""
         yield from self.authorized(self.dialect.stop(session_id))
 
+    def ensure_stopped(self, session_id: str) -> Exchange[str]:
+        """Stop a session unless it has ended or is unknown; say which, for the log.
+
+        Idempotent: a 404 means there is nothing to stop, and a refusal (400/409) of a session
+        that has already ended is not a failure.
+        """
+        try:
+            yield from self.stop_session(session_id)
+        except ArrNotFoundError:
+            return f"session {session_id} is unknown to the service (404): nothing to stop"
+        except (ArrBadRequestError, ArrConflictError):
+            session = yield from self.get_session(session_id)
+            if session.status.is_active:
+                raise
+            return f"session {session_id} is already {session.status.value}: nothing to stop"
+        return f"session {session_id} stop requested"
+
 
 def new_session_id(prefix: str = "arr") -> str:
     """A fresh client-chosen session id for the 2021-01-01 dialect."""

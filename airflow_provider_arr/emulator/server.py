@@ -131,6 +131,9 @@ def uvicorn_config(
         log_level=log_level,
         access_log=access_log,
         timeout_graceful_shutdown=1,
+        # Longer than any client's poll interval (at least 5 s): otherwise an idle keep-alive
+        # connection may be closed just as a client reuses it, which real services do not do.
+        timeout_keep_alive=75,
         proxy_headers=False,
         server_header=False,
         **kwargs,

@@ -304,6 +304,13 @@ class ArrHook(BaseHook):
         self._run(self.protocol.stop_session(session_id))
         self.log.info("ARR session %s stop requested", session_id)
 
+    def ensure_stopped(self, session_id: str) -> str:
+        """Stop a session; an unknown or already-ended session counts as stopped. Returns what
+        happened, in words for the log."""
+        outcome = self._run(self.protocol.ensure_stopped(validate_session_id(session_id)))
+        self.log.info("ARR %s", outcome)
+        return outcome
+
     def test_connection(self) -> tuple[bool, str]:
         """Get a token and list sessions; used by the UI's Test button."""
         try:
@@ -328,6 +335,13 @@ class ArrHook(BaseHook):
         client = await self._async_client()
         await client.run(client.protocol.stop_session(validate_session_id(session_id)))
         self.log.info("ARR session %s stop requested", session_id)
+
+    async def aensure_stopped(self, session_id: str) -> str:
+        """:meth:`ensure_stopped` without blocking the event loop (httpx)."""
+        client = await self._async_client()
+        outcome = await client.run(client.protocol.ensure_stopped(validate_session_id(session_id)))
+        self.log.info("ARR %s", outcome)
+        return outcome
 
     async def aclose(self) -> None:
         """Release this hook's share of the process-wide async client."""
@@ -360,11 +374,11 @@ async def _aget_connection(conn_id: str) -> Connection:
 _ClientsByLoop = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ClientConfig, "_AsyncClient"]]
 
 
-#: The async client's connections: small pools, since httpcore's pool does work proportional to
-#: its size on every request (a readability check of each idle socket), and enough of them for
-#: a triggerer's bursts of polls.
-POOLS = 8
-CONNECTIONS_PER_POOL = 8
+#: The async client's 64 connections, in many small pools: on every request httpcore's pool checks
+#: each of its idle connections (a system call per socket) and counts them (quadratic in its size),
+#: which, with one pool of 64, cost more CPU than the rest of a poll; with pools of 2 it is noise.
+POOLS = 32
+CONNECTIONS_PER_POOL = 2
 
 
 class _AsyncClient:
@@ -382,9 +396,11 @@ class _AsyncClient:
         self.config = config
         self.log = log
         self.protocol = ArrProtocol(config, on_secret=mask_secret)
+        # One TLS context (loading the CA bundle is costly) for all the pools.
+        verify = httpx.create_ssl_context(verify=config.verify)
         self.pools = [
             httpx.AsyncClient(
-                verify=config.verify,
+                verify=verify,
                 timeout=httpx.Timeout(config.timeout, pool=None),
                 limits=httpx.Limits(
                     max_connections=CONNECTIONS_PER_POOL, max_keepalive_connections=CONNECTIONS_PER_POOL

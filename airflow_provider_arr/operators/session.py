@@ -15,12 +15,9 @@ from airflow.sdk import BaseOperator, conf
 from airflow_provider_arr._compat import TaskDeferred
 from airflow_provider_arr._ready import hostname_from_event, poll_ready
 from airflow_provider_arr.exceptions import (
-    ArrBadRequestError,
-    ArrConflictError,
     ArrConnectionError,
     ArrError,
     ArrInputError,
-    ArrNotFoundError,
     ArrServiceError,
     ArrSessionMayExistError,
     ArrThrottledError,
@@ -307,7 +304,7 @@ class ArrCreateSessionOperator(_ArrOperator):
             exc.message,
         )
         try:
-            stop_idempotently(self.hook, session_id, self.log)
+            self.hook.ensure_stopped(session_id)
         except Exception:
             self.log.exception(
                 "could not stop session %s, which may exist: check it and stop it by hand if it does, "
@@ -368,7 +365,7 @@ class ArrCreateSessionOperator(_ArrOperator):
         (orphan,) = new
         self.log.warning("the create answer was lost; session %s appeared meanwhile: stopping it", orphan)
         try:
-            stop_idempotently(self.hook, orphan, self.log)
+            self.hook.ensure_stopped(orphan)
         except ArrError as stop_error:
             raise ArrSessionMayExistError(
                 f"the answer to the create was lost; session {orphan} appeared meanwhile and is "
@@ -400,7 +397,7 @@ class ArrCreateSessionOperator(_ArrOperator):
     def _stop_after_failure(self, session_id: str) -> None:
         self.log.warning("stopping session %s, which this task created, after a failure", session_id)
         try:
-            stop_idempotently(self.hook, session_id, self.log)
+            self.hook.ensure_stopped(session_id)
         except Exception:
             self.log.exception("could not stop session %s: stop it by hand, it is billed", session_id)
 
@@ -487,21 +484,4 @@ class ArrStopSessionOperator(_ArrOperator):
         if self.session_id in _NO_SESSION:
             self.log.info("no session id (the create made no session): nothing to stop")
             return
-        stop_idempotently(self.hook, validate_session_id(self.session_id), self.log)
-
-
-def stop_idempotently(hook: ArrHook, session_id: str, log: Any) -> None:
-    """Stop a session, counting an unknown or already-ended session as stopped."""
-    try:
-        hook.stop_session(session_id)
-    except ArrNotFoundError:
-        log.info("session %s is unknown to the service (404): nothing to stop", session_id)
-        return
-    except (ArrBadRequestError, ArrConflictError):
-        # Some services refuse to stop a session that has ended: check before failing.
-        session = hook.get_session(session_id)
-        if not session.status.is_active:
-            log.info("session %s is already %s: nothing to stop", session_id, session.status.value)
-            return
-        raise
-    log.info("session %s stopped", session_id)
+        self.hook.ensure_stopped(validate_session_id(self.session_id))

@@ -83,6 +83,7 @@ class ArrSessionReadySensor(BaseSensorOperator):
                 poll_interval=float(self.poll_interval),
                 deadline=time.time() + self.timeout,
                 stop_on_kill=self.stop_on_kill,
+                first_poll_at=time.time() + float(self.poll_interval),  # it was just read
             ),
             method_name="execute_complete",
             # A margin past the trigger's own deadline, which answers first with a clear event.

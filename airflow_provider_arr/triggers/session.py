@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_arr.exceptions import ArrError, ArrNotFoundError
+from airflow_provider_arr.exceptions import ArrError
 from airflow_provider_arr.hooks.arr import ArrHook
 from airflow_provider_arr.models import SessionStatus, format_timespan
 
@@ -35,6 +35,9 @@ class ArrSessionReadyTrigger(BaseTrigger):
     :param deadline: a UNIX time after which the trigger gives up with a ``timeout`` event.
     :param stop_on_kill: stop the session when a user kills the deferred task (mark failed,
         clear, mark success). A triggerer restart is not a kill: the wait simply resumes.
+    :param first_poll_at: a UNIX time before which not to read the session: the deferring task
+        has just read it, and reading again at once would only spend the service's rate limit
+        (None, or a time already past, as after a triggerer restart: read at once).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class ArrSessionReadyTrigger(BaseTrigger):
         poll_interval: float = 10.0,
         deadline: float | None = None,
         stop_on_kill: bool = True,
+        first_poll_at: float | None = None,
     ) -> None:
         super().__init__()
         self.session_id = session_id
@@ -52,6 +56,7 @@ class ArrSessionReadyTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.deadline = deadline
         self.stop_on_kill = stop_on_kill
+        self.first_poll_at = first_poll_at
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Every constructor argument, so that another triggerer can resume the wait."""
@@ -63,6 +68,7 @@ class ArrSessionReadyTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "stop_on_kill": self.stop_on_kill,
+                "first_poll_at": self.first_poll_at,
             },
         )
 
@@ -84,6 +90,9 @@ class ArrSessionReadyTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll with httpx (no blocking call) until an outcome, then yield one event."""
+        if self.first_poll_at is not None:
+            until = self.first_poll_at if self.deadline is None else min(self.first_poll_at, self.deadline)
+            await asyncio.sleep(min(max(0.0, until - time.time()), self.poll_interval))
         hook = self._hook()
         last: SessionStatus | None = None
         started = time.monotonic()
@@ -136,9 +145,7 @@ class ArrSessionReadyTrigger(BaseTrigger):
             return
         hook = self._hook()
         try:
-            await asyncio.wait_for(hook.astop_session(self.session_id), ON_KILL_TIMEOUT)
-            self.log.info("ARR session %s stopped because the task was killed", self.session_id)
-        except ArrNotFoundError:
-            self.log.info("ARR session %s is unknown to the service: nothing to stop", self.session_id)
+            outcome = await asyncio.wait_for(hook.aensure_stopped(self.session_id), ON_KILL_TIMEOUT)
+            self.log.info("ARR the task was killed, so: %s", outcome)
         finally:
             await hook.aclose()

@@ -628,7 +628,7 @@ def test_triggerer_restart_while_deferred(deployment: Deployment, admin: Admin) 
     check(not ready.search(first_log), f"the first triggerer saw the session ready: {first_log[-3000:]}")
     check(bool(ready.search(second_log)), f"the second triggerer did not see it ready; logs: {list(logs)}")
     check(
-        "stopped because the task was killed" not in "".join(logs.values()),
+        "the task was killed, so" not in "".join(logs.values()),
         "the trigger's on_kill ran on a triggerer restart",
     )
     print(
@@ -672,7 +672,7 @@ def test_mark_deferred_task_failed_stops_session(deployment: Deployment, admin: 
     check(admin.active() == 0, "a session is still active")
     check(counts["create"] == 1 and counts["stop"] >= 1, f"one create and a stop expected: {counts}")
     trigger_logs = dep.trigger_logs(run_id)
-    killed_at = logged_at(trigger_logs, "stopped because the task was killed")
+    killed_at = logged_at(trigger_logs, "the task was killed, so")
     check(killed_at is not None, f"the trigger's on_kill did not stop the session: {trigger_logs[-3000:]}")
     # Which of on_kill and the teardown stops first is a race (either is right): report it, from
     # the hook's "stop requested" lines (logged once the service answered).

@@ -259,3 +259,22 @@ def test_list_follows_every_page(emulator_factory, monkeypatch: pytest.MonkeyPat
     assert Admin(server.url).counts()["list"] == 3  # 3 + 3 + 2
     for session_id in created:
         hook.stop_session(session_id)
+
+
+def test_ensure_stopped_is_idempotent(admin: Admin) -> None:
+    hook = ArrHook()
+    assert "unknown to the service (404)" in hook.ensure_stopped("never-created")
+    session_id = hook.create_session()
+    assert "stop requested" in hook.ensure_stopped(session_id)
+    wait_for(hook, session_id, SessionStatus.STOPPED)
+    # A service that refuses to stop an ended session: still a success, said as such.
+    admin.fault(operation="stop", action="status", status=409, count=1)
+    assert hook.ensure_stopped(session_id) == f"session {session_id} is already stopped: nothing to stop"
+    # ... but a refusal for a session that is still running is an error.
+    running = hook.create_session()
+    admin.fault(operation="stop", action="status", status=409, count=1)
+    from airflow_provider_arr.exceptions import ArrConflictError
+
+    with pytest.raises(ArrConflictError):
+        hook.ensure_stopped(running)
+    hook.stop_session(running)

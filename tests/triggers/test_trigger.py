@@ -43,6 +43,7 @@ def test_serialization_round_trip() -> None:
         "poll_interval": 7.5,
         "deadline": 123.0,
         "stop_on_kill": False,
+        "first_poll_at": None,
     }
 
 
@@ -130,3 +131,18 @@ async def test_concurrent_triggers_share_one_token(admin: Admin) -> None:
     )
     assert [e["status"] for e in events] == ["success"] * 5
     assert admin.counts()["token"] - tokens_before == 1
+
+
+async def test_first_poll_waits_until_first_poll_at(admin: Admin) -> None:
+    # The sensor has just read the session before deferring: the trigger's first read waits.
+    session_id = ArrHook().create_session()
+    gets_before = admin.counts()["get"]
+    trigger = rebuild(
+        ArrSessionReadyTrigger(session_id=session_id, poll_interval=5, first_poll_at=time.time() + 1.5)
+    )
+    assert trigger.serialize()[1]["first_poll_at"] == trigger.first_poll_at
+    task = asyncio.ensure_future(first_event(trigger))
+    await asyncio.sleep(1.0)
+    assert admin.counts()["get"] == gets_before  # nothing read yet
+    assert (await task)["status"] == "success"
+    assert admin.counts()["get"] == gets_before + 1
