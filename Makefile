@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test test-quick lint demo bench emulator clean constraints
+.PHONY: venv test test-quick lint demo bench emulator dist deploy-test screenshots clean constraints
 
 venv: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rs --durations=15 tests
 
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
@@ -34,9 +34,22 @@ bench: $(STAMP)
 emulator: $(STAMP)
 	$(BIN)/arr-emulator
 
+# The sdist and the wheel, into dist/ (with the pinned build tools of .venv, no download).
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+
+# The real-deployment tests alone: compose file, wheel install, Airflow processes on PostgreSQL, UI.
+deploy-test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rs tests/deployment
+
+# Refresh the README's screenshots (docs/img/) from the UI test's real deployment.
+screenshots: $(STAMP)
+	ARR_UI_SCREENSHOTS=docs/img $(BIN)/python -m pytest -q -p no:cacheprovider -rs tests/deployment/test_ui.py
+
 # Regenerate the pin file from the current venv (run after changing dependencies).
 constraints:
 	$(BIN)/python -m pip freeze --exclude-editable --all | grep -v '^airflow-provider-arr' > constraints.txt
 
 clean:
-	rm -rf $(VENV) .demo build *.egg-info
+	rm -rf $(VENV) .demo build dist *.egg-info

@@ -75,6 +75,11 @@ with DAG(
             minimum=0,
             description="How long the placeholder render step pretends to work.",
         ),
+        "simulate_render_failure": Param(
+            False,
+            type="boolean",
+            description="Make the placeholder render step raise, to see the teardown stop the session anyway.",
+        ),
     },
 ) as dag:
     create = ArrCreateSessionOperator(
@@ -115,6 +120,8 @@ with DAG(
             session_id,
         )
         time.sleep(float(params.get("render_seconds") or 0))
+        if params.get("simulate_render_failure"):
+            raise RuntimeError(f"render placeholder failed on purpose (simulate_render_failure) on {session_id}")
         session = ArrHook().get_session(session_id)
         if not session.is_ready:
             raise ArrSessionFailedError(

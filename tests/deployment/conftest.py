@@ -1,0 +1,38 @@
+"""The real Airflow deployment, started once for every test of this folder that asks for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Admin
+from tests.deployment.airflow_deployment import (
+    STARTUP_DELAY,
+    TEST_BUDGET,
+    Deployment,
+    _postgres_available,
+)
+
+
+@pytest.fixture(scope="package")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    why = _postgres_available()
+    if why:
+        pytest.skip(why)
+    dep = Deployment(tmp_path_factory.mktemp("airflow-home"))
+    try:
+        dep.start()
+        yield dep
+    finally:
+        dep.shutdown()
+
+
+@pytest.fixture
+def admin(deployment: Deployment) -> Admin:
+    """The emulator's admin API, with every session and counter forgotten."""
+    assert deployment.admin is not None
+    deployment.admin.reset()
+    deployment.admin.config(startup_delay=STARTUP_DELAY)
+    deployment.set_budget(TEST_BUDGET)
+    return deployment.admin
