@@ -78,7 +78,7 @@ with DAG(
         "simulate_render_failure": Param(
             False,
             type="boolean",
-            description="Make the placeholder render step raise, to see the teardown stop the session anyway.",
+            description="Make the placeholder render step raise, to see the teardown stop the session.",
         ),
     },
 ) as dag:
@@ -121,7 +121,7 @@ with DAG(
         )
         time.sleep(float(params.get("render_seconds") or 0))
         if params.get("simulate_render_failure"):
-            raise RuntimeError(f"render placeholder failed on purpose (simulate_render_failure) on {session_id}")
+            raise RuntimeError(f"render failed on purpose (simulate_render_failure), session {session_id}")
         session = ArrHook().get_session(session_id)
         if not session.is_ready:
             raise ArrSessionFailedError(
