@@ -56,7 +56,7 @@ def get_provider_info() -> dict[str, Any]:
                     "api_version": {
                         "label": "API version",
                         "description": "v1 (default) or 2021-01-01 (client-chosen ids, idempotent create).",
-                        "schema": {"type": ["string", "null"], "enum": ["v1", "2021-01-01", None]},
+                        "schema": {"type": "string", "enum": ["v1", "2021-01-01"], "default": "v1"},
                     },
                     "timeout": {
                         "label": "Request timeout (s)",

@@ -242,6 +242,8 @@ class Deployment:
                     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
                 ),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                # The connection form's Test button (the hook's test_connection), off by default.
+                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_conn,
                 "AIRFLOW__API__HOST": "127.0.0.1",
@@ -457,6 +459,16 @@ class Deployment:
         )
         self.note(f"{run_id} ended {state}")
         return str(state)
+
+    def expect_run(self, run_id: str, timeout: float, state: str, tasks: dict[str, str]) -> dict[str, str]:
+        """Wait for the run to end; it must end in ``state`` with its tasks in ``tasks``."""
+        ended = self.wait_run(run_id, timeout)
+        states = self.ti_states(run_id)
+        self.check(
+            ended == state and states == tasks,
+            f"run ended {ended}, tasks {states}; expected run {state}, tasks {tasks}",
+        )
+        return {k: str(v) for k, v in states.items()}
 
     def task_logs(self, run_id: str, task_id: str) -> dict[str, str]:
         """Every log file of a task of a run (the task's own and the triggerers'), by file name."""

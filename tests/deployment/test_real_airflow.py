@@ -99,13 +99,10 @@ def test_failing_render_still_stops_the_session(deployment: Deployment, admin: A
     dep = deployment
     check = dep.check
     started = time.monotonic()
-    admin.config(startup_delay=250.0)  # 10 real seconds: this test is about the end of the run
     run_id = dep.trigger({"poll_interval": POLL_INTERVAL, "simulate_render_failure": True})
 
-    state = dep.wait_run(run_id, timeout=150)
-    states = dep.ti_states(run_id)
     expected = {"create": "success", "wait_ready": "success", "render": "failed", "stop": "success"}
-    check(state == "failed" and states == expected, f"run ended {state}, tasks {states}; expected {expected}")
+    states = dep.expect_run(run_id, 150, "failed", expected)
 
     session = only_session(dep, admin)
     counts = admin.counts()
@@ -123,7 +120,7 @@ def test_failing_render_still_stops_the_session(deployment: Deployment, admin: A
     deferred = "".join(dep.task_logs(run_id, "wait_ready").values())
     check(".trigger." in "".join(dep.task_logs(run_id, "wait_ready")), "wait_ready did not defer")
     check(re.search(r"ARR session \S+ is ready", deferred), "the trigger did not see the session ready")
-    print(f"\nfailing render: run {state} in {time.monotonic() - started:.0f} s, tasks {states}")
+    print(f"\nfailing render: run failed in {time.monotonic() - started:.0f} s, tasks {states}")
 
 
 @pytest.mark.timeout(300)
@@ -149,10 +146,8 @@ def test_mark_deferred_task_failed_stops_session(deployment: Deployment, admin: 
     stop_task_then = dep.ti_states(run_id).get("stop")
     dep.note(f"no active session; the stop task is {stop_task_then}")
 
-    state = dep.wait_run(run_id, timeout=120)
-    states = dep.ti_states(run_id)
     expected = {"create": "success", "wait_ready": "failed", "render": "upstream_failed", "stop": "success"}
-    check(state == "failed" and states == expected, f"run ended {state}, tasks {states}; expected {expected}")
+    dep.expect_run(run_id, 120, "failed", expected)
 
     session = only_session(dep, admin)
     counts = admin.counts()
@@ -173,7 +168,7 @@ def test_mark_deferred_task_failed_stops_session(deployment: Deployment, admin: 
         return f"{when:%H:%M:%S.%f}" if when else "never"
 
     print(
-        f"\nmark failed: run {state} in {time.monotonic() - started:.0f} s; stop answered to on_kill at "
+        f"\nmark failed: run failed in {time.monotonic() - started:.0f} s; stop answered to on_kill at "
         f"{hms(on_kill_stop)}, to the teardown at {hms(teardown_stop)} "
         f"({'on_kill' if on_kill_first else 'teardown'} first; the stop task was "
         f"{stop_task_then} when the session was seen inactive); "
