@@ -205,19 +205,20 @@ class ArrCreateSessionOperator(_ArrOperator):
                 context, size=size, lease=lease, models=models, session_id=fresh, known=None
             )
         self._created = sid = result.session_id
-        context["ti"].xcom_push(key="session_id", value=sid)
-        if not self.wait_for_ready:
-            return sid
+        # From here on the session exists: whatever fails in this task (even the XCom push that
+        # tells the teardown its id) stops it before the error goes on.
         try:
-            if self.deferrable:
-                self._defer(sid, poll_interval)
-            hostname = self._wait(sid, poll_interval)
+            context["ti"].xcom_push(key="session_id", value=sid)
+            if self.wait_for_ready:
+                if self.deferrable:
+                    self._defer(sid, poll_interval)
+                hostname = self._wait(sid, poll_interval)
+                context["ti"].xcom_push(key="hostname", value=hostname)
         except TaskDeferred:
             raise
         except BaseException:
             self._stop_after_failure(sid)
             raise
-        context["ti"].xcom_push(key="hostname", value=hostname)
         return sid
 
     def _defer(self, session_id: str, poll_interval: float) -> None:

@@ -116,3 +116,57 @@ def test_create_failing_while_waiting_stops_its_session(admin: Admin, captured: 
     assert state == "failed" and tasks["create"] == "failed"
     assert len(admin.state()["sessions"]) == 1
     assert admin.active() == 0
+
+
+def test_create_stops_its_session_when_it_cannot_tell_xcom_the_id(admin: Admin, api_version: str) -> None:
+    """The XCom push is how the teardown learns the id: if it fails, the create stops the session."""
+    from types import SimpleNamespace
+
+    from airflow_provider_arr.operators.session import ArrCreateSessionOperator
+
+    def broken_push(**_: Any) -> None:
+        raise ConnectionError("the API server went away")
+
+    ti = SimpleNamespace(
+        dag_id="d",
+        run_id="r",
+        task_id="create",
+        map_index=-1,
+        try_number=1,
+        max_tries=0,
+        xcom_push=broken_push,
+    )
+    with pytest.raises(ConnectionError):
+        ArrCreateSessionOperator(task_id="create").execute({"ti": ti})  # type: ignore[arg-type]
+    sessions = admin.state()["sessions"]
+    assert len(sessions) == 1 and sessions[0]["stop_requested"], sessions
+    assert admin.active() == 0
+
+
+def test_stop_operator_runs_whatever_happened_upstream() -> None:
+    from airflow_provider_arr.operators.session import ArrStopSessionOperator
+
+    assert ArrStopSessionOperator(task_id="stop", session_id="s").trigger_rule == "all_done"
+
+
+@pytest.mark.parametrize("ended", ["stopping", "stopped", "expired", "error"])
+@pytest.mark.parametrize("mode", ["poke", "deferrable"])
+def test_sensor_fails_fast_on_a_session_that_will_never_be_ready(admin: Admin, ended: str, mode: str) -> None:
+    from types import SimpleNamespace
+
+    from airflow_provider_arr.exceptions import ArrSessionFailedError
+    from airflow_provider_arr.hooks.arr import ArrHook
+    from airflow_provider_arr.sensors.session import ArrSessionReadySensor
+
+    session_id = ArrHook().create_session()
+    admin.force(session_id, ended, message=f"forced {ended} by the test")
+    sensor = ArrSessionReadySensor(
+        task_id="wait", session_id=session_id, deferrable=mode == "deferrable", timeout=3600
+    )
+    ti = SimpleNamespace(xcom_push=lambda **_: None, try_number=1)
+    said = "stopp" if ended == "stopping" else ended  # 2021-01-01 has no Stopping: it says Stopped
+    with pytest.raises(ArrSessionFailedError, match=said) as info:
+        sensor.execute({"ti": ti, "task_instance": ti})  # type: ignore[arg-type]
+    assert info.value.session_id == session_id
+    assert admin.counts()["get"] == 1  # one read, no waiting for the timeout
+    ArrHook().ensure_stopped(session_id)

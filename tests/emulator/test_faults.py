@@ -88,21 +88,18 @@ def test_delay_rule_sleeps_then_answers(arr: Arr) -> None:
     started = time.monotonic()
     assert_error(arr.v1("GET"), 503)  # the delay lets the call go on to the next rule
     assert time.monotonic() - started >= 0.3
-    started = time.monotonic()
     assert arr.v1("GET").status_code == 200
-    assert time.monotonic() - started < 0.3
-    assert arr.counts()["delayed"] == 1
+    assert arr.counts()["delayed"] == 1  # the rule was used up: the second call was not delayed
 
 
 def test_delay_does_not_block_other_calls(arr: Arr) -> None:
-    arr.fault(operation="list", action="delay", delay=0.5, count=1)
+    arr.fault(operation="list", action="delay", delay=5, count=1)
     with httpx.Client(base_url=arr.url, headers={"Authorization": f"Bearer {arr.token}"}) as client:
         slow = threading.Thread(target=lambda: client.get(f"/v1/accounts/{arr.account}/sessions"))
         slow.start()
         time.sleep(0.05)
-        started = time.monotonic()
         assert arr.v1("GET", "/nope/properties").status_code == 404
-        assert time.monotonic() - started < 0.3
+        assert slow.is_alive(), "the other call was answered while the delayed one still waited"
         slow.join()
 
 
@@ -200,14 +197,14 @@ def test_error_rate_spares_the_sts(make_server: Any) -> None:
 
 
 def test_slow_adds_to_every_answer(make_server: Any) -> None:
-    arr = Arr(make_server(slow=0.2))
+    arr = Arr(make_server(slow=1.0))
     for call in (lambda: arr.v1("GET"), arr.fetch_token):
         started = time.monotonic()
         call()
-        assert time.monotonic() - started >= 0.2
+        assert time.monotonic() - started >= 1.0
     started = time.monotonic()
     arr.admin("GET", "/state")
-    assert time.monotonic() - started < 0.2
+    assert time.monotonic() - started < 1.0, "the admin API is not slowed down"
 
 
 def test_invalid_rules_are_400(arr: Arr) -> None:

@@ -232,7 +232,9 @@ def test_bad_input_fails_before_any_request(admin: Admin, call, field: str) -> N
     assert admin.counts()["requests"] == 0
 
 
-def test_secrets_never_reach_logs_or_errors(admin: Admin, caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_never_reach_logs_or_errors(
+    admin: Admin, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
     caplog.set_level(logging.DEBUG)
     hook = ArrHook()
     session_id = hook.create_session()
@@ -244,7 +246,9 @@ def test_secrets_never_reach_logs_or_errors(admin: Admin, caplog: pytest.LogCapt
         ArrHook(retry_limit=1).get_session(session_id)
     admin.clear_faults()
     hook.stop_session(session_id)
-    for text in (caplog.text, str(info.value), repr(info.value), repr(hook.config)):
+    logged = capfd.readouterr().out + caplog.text
+    assert "ARR GET" in logged and "-> 500 in" in logged  # the calls, the failed one too, were logged
+    for text in (logged, str(info.value), repr(info.value), repr(hook.config)):
         assert ACCOUNT_KEY not in text
         assert token not in text
 
@@ -278,3 +282,112 @@ def test_ensure_stopped_is_idempotent(admin: Admin) -> None:
     with pytest.raises(ArrConflictError):
         hook.ensure_stopped(running)
     hook.stop_session(running)
+
+
+def test_key_and_token_are_registered_with_the_secrets_masker(admin: Admin) -> None:
+    from airflow.sdk.log import _secrets_masker
+
+    hook = ArrHook()
+    hook.list_sessions()
+    token = hook.protocol.tokens.token
+    assert token
+    redacted = _secrets_masker().redact(f"key {ACCOUNT_KEY} token {token}")
+    assert ACCOUNT_KEY not in redacted and token not in redacted
+
+
+def test_retry_budget_bounds_a_429_storm(admin: Admin) -> None:
+    """50 attempts allowed, but a 2.5 s budget and Retry-After: 1 s: the budget ends the storm."""
+    hook = ArrHook(retry_limit=50, retry_total_timeout=2.5)
+    hook.list_sessions()  # the token, outside the storm
+    admin.fault(operation="list", action="status", status=429, retry_after=1)
+    with pytest.raises(ArrThrottledError):
+        hook.list_sessions()
+    throttled = admin.counts()["throttled"]
+    admin.clear_faults()
+    # Attempts at about 0, 1 and 2 s; a wait that would end past 2.5 s is not started.
+    assert 2 <= throttled <= 3, throttled
+
+
+def test_every_call_logs_method_path_status_time_and_ms_cv(
+    admin: Admin, capfd: pytest.CaptureFixture[str], api_version: str
+) -> None:
+    import re
+
+    hook = ArrHook()
+    session_id = hook.create_session()
+    hook.get_session(session_id)
+    hook.stop_session(session_id)
+    out = capfd.readouterr().out  # Airflow's structlog writes the task log to stdout
+    pattern = re.compile(r"ARR (GET|POST|PUT|PATCH|DELETE) /\S+ -> \d{3} in \d+ ms \(MS-CV [^)\s]+\)")
+    calls = [m.group(0) for m in pattern.finditer(out)]
+    assert len(calls) >= 4, out  # token, create, get, stop
+    methods = [line.split()[1] for line in calls]
+    create = "PUT" if api_version == "2021-01-01" else "POST"
+    stop = "POST" if api_version == "2021-01-01" else "DELETE"
+    assert methods[0] == "GET"  # the token
+    assert create in methods and stop in methods
+    assert any(session_id in line for line in calls)
+
+
+def test_service_error_body_is_quoted(admin: Admin, api_version: str) -> None:
+    hook = ArrHook()
+    with pytest.raises(ArrNotFoundError) as info:
+        hook.get_session("never-created")
+    error = info.value
+    assert error.http_status == 404 and error.ms_cv and error.session_id == "never-created"
+    assert "never-created" in str(error)
+    if api_version == "2021-01-01":  # {"error": {"code": ..., "message": ...}}: both are quoted
+        body = json.loads(error.body or "{}")
+        assert body["error"]["code"] in str(error) and body["error"]["message"] in str(error)
+
+
+def test_2021_fields_once_ready(emulator_factory, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    server = emulator_factory()
+    monkeypatch.setenv("AIRFLOW_CONN_ARR_DEFAULT", connection_json(server.url, api_version="2021-01-01"))
+    hook = ArrHook()
+    session_id = hook.create_session(size="premium", max_lease_time="0:30:00")
+    starting = hook.get_session(session_id)
+    assert starting.hostname is None and starting.handshake_port is None  # only once ready
+    assert starting.creation_time is not None and starting.creation_time.tzinfo is not None
+    wait_for(hook, session_id, SessionStatus.READY)
+    ready = hook.get_session(session_id)
+    assert ready.hostname and ready.handshake_port and ready.arr_inspector_port
+    assert ready.teraflops and ready.teraflops > 0
+    assert ready.size == "premium" and ready.max_lease_time == timedelta(minutes=30)
+    hook.stop_session(session_id)
+
+
+def test_2021_error_code_of_a_failed_start(emulator_factory, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    server = emulator_factory(error_on_start="no capacity in westus2")
+    monkeypatch.setenv("AIRFLOW_CONN_ARR_DEFAULT", connection_json(server.url, api_version="2021-01-01"))
+    hook = ArrHook()
+    session_id = hook.create_session()
+    wait_for(hook, session_id, SessionStatus.ERROR)
+    failed = hook.get_session(session_id)
+    assert failed.message and "no capacity" in failed.message
+    assert failed.error_code
+
+
+def test_extend_refuses_a_total_over_24_h_or_not_past_the_elapsed_time(admin: Admin) -> None:
+    hook = ArrHook()
+    session_id = hook.create_session(max_lease_time="23:30:00")
+    with pytest.raises(ArrInputError, match=r"extend_by=.*over the service's 24 h limit"):
+        hook.extend_session(session_id, "1:00:00")
+    admin_state = admin.state()["sessions"][0]
+    assert admin_state["lease_seconds"] == 23.5 * 3600  # nothing was PATCHed
+    assert admin.counts()["update"] == 0
+    hook.stop_session(session_id)
+
+    short = hook.create_session(max_lease_time="0:10:00")
+    admin.http.post(f"{admin.url}/clock/advance", json={"seconds": 8 * 60}, timeout=10).raise_for_status()
+    from airflow_provider_arr.hooks.arr import check_new_lease
+
+    current = hook.get_session(short)
+    assert current.elapsed_time is not None and current.elapsed_time >= timedelta(minutes=8)
+    with pytest.raises(ArrInputError, match="already elapsed"):
+        check_new_lease(current, timedelta(minutes=7), field="max_lease_time", value="0:07:00")
+    hook.stop_session(short)
+    wait_for(hook, short, SessionStatus.STOPPED)
+    with pytest.raises(ArrInputError, match="can no longer be extended"):
+        hook.extend_session(short, "0:10:00")
+    assert admin.counts()["update"] == 0

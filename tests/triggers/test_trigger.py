@@ -64,7 +64,7 @@ async def test_waits_through_starting(emulator_factory, monkeypatch) -> None:  #
     started = time.monotonic()
     event = await first_event(ArrSessionReadyTrigger(session_id=session_id, poll_interval=5))
     assert event["status"] == "success"
-    assert 5 <= time.monotonic() - started < 15  # the second poll, one interval later
+    assert time.monotonic() - started >= 5  # the second poll came one interval after the first
     assert Admin(slow.url).counts()["get"] == 2
 
 
