@@ -4,7 +4,8 @@ For N = 10, 100 and 1,000 sessions (created beforehand on one emulator process, 
 seconds later), a child process waits for all of them:
 
 * ``async``: N ``ArrSessionReadyTrigger(...).run()`` coroutines, each in its own asyncio task on
-  one event loop, as the triggerer runs them (5 s poll interval);
+  one event loop, as the triggerer runs them after a restart (5 s poll interval; each trigger's
+  ``first_poll_at`` is past, as the sensor set it one interval after its read, before the restart);
 * ``threads``: N threads, each polling its session with requests every 5 s.
 
 The child timestamps every poll (a wrapper around the hook's async read: measuring only) and
@@ -94,9 +95,16 @@ def child_async(ids: list[str]) -> tuple[dict[str, list[tuple[float, float]]], l
         return None
 
     async def main() -> list[Any]:
+        # As a restarted triggerer has them: every sensor deferred a while ago, so first_poll_at
+        # (one interval after the sensor's own read) is already past.
+        deferred_at = time.time() - 2 * POLL_INTERVAL
         tasks = [
             asyncio.create_task(
-                run_trigger(ArrSessionReadyTrigger(session_id=i, poll_interval=POLL_INTERVAL))
+                run_trigger(
+                    ArrSessionReadyTrigger(
+                        session_id=i, poll_interval=POLL_INTERVAL, first_poll_at=deferred_at + POLL_INTERVAL
+                    )
+                )
             )
             for i in ids
         ]

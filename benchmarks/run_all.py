@@ -247,7 +247,8 @@ def section_concurrent(cw: dict[str, Any]) -> list[str]:
         "task on one event loop, as the triggerer does (the real trigger, hook and httpx client; "
         f"{num(cw['poll_interval'], 0)} s interval); *threads* runs N threads each polling with "
         "requests (one session and keep-alive connection per thread) every 5 s. All the waits start "
-        "in the same instant, the worst case (a triggerer restarting with N triggers). Poll lag = the "
+        "in the same instant, the worst case: a triggerer restarting with N triggers, each with the "
+        "`first_poll_at` its sensor set before the restart, now past. Poll lag = the "
         "time between two polls of one session minus the interval, from timestamps taken around the "
         "hook's read (measuring only). CPU is the child's user+system time for the whole wait; RSS "
         "is sampled every 0.2 s; *per wait* = (peak - RSS before the waits) / N. Medians of "
@@ -301,11 +302,13 @@ def section_concurrent(cw: dict[str, Any]) -> list[str]:
     )
     out += plot_link("concurrent_waits", "poll lag, CPU and memory against the number of waits")
     out += [
-        "The async lag is the start-up burst's: all N first polls are issued in the same instant "
-        "and the event loop serves them one after the other (each costs the client about the CPU "
-        "of the *CPU ms / poll* column), so the last one answered waits longest for its second "
-        "poll. The second polls follow the first answers, spread over that burst, and later "
-        "intervals are about as punctual as the threads' (*p99 of later ones*). The threads' "
+        "A resumed trigger (its `first_poll_at` past) makes its first read at a random moment "
+        "within one interval, so the N resumed waits do not all read in the same instant: before "
+        "that change the N first reads were one burst that the event loop served one after the "
+        "other (each costing the client about the *CPU ms / poll* column), and at N = 1,000 the "
+        "last ones answered were over a second late for their second poll (p99 lag 1.24 s on "
+        "this machine, see `IMPROVEMENTS.md`). Later intervals are about as punctual as the "
+        "threads' (*p99 of later ones*). The threads' "
         "first polls are spread by the time it takes to start a thousand threads, which hides the "
         "same burst; they cost more CPU in all, and about four times the memory per wait (each "
         "thread also reserves 8 MB of virtual memory for its stack). *KB / wait* divides the "

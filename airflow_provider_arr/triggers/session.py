@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,8 +37,11 @@ class ArrSessionReadyTrigger(BaseTrigger):
     :param stop_on_kill: stop the session when a user kills the deferred task (mark failed,
         clear, mark success). A triggerer restart is not a kill: the wait simply resumes.
     :param first_poll_at: a UNIX time before which not to read the session: the deferring task
-        has just read it, and reading again at once would only spend the service's rate limit
-        (None, or a time already past, as after a triggerer restart: read at once).
+        has just read it, and reading again at once would only spend the service's rate limit.
+        None: read at once. A time already past means the wait is being resumed (a triggerer
+        restart, or a trigger picked up late): the first read then comes at a random moment
+        within one poll interval, so that the many waits a restarted triggerer resumes together
+        do not all read in the same instant (each is still read within one interval).
     """
 
     def __init__(
@@ -72,6 +76,18 @@ class ArrSessionReadyTrigger(BaseTrigger):
             },
         )
 
+    def _before_first_poll(self, now: float) -> float:
+        """Seconds to wait before the first read (see ``first_poll_at``), never past the deadline."""
+        if self.first_poll_at is None:
+            return 0.0
+        if self.first_poll_at > now:
+            wait = min(self.first_poll_at - now, self.poll_interval)
+        else:
+            wait = random.uniform(0.0, self.poll_interval)
+        if self.deadline is not None:
+            wait = min(wait, max(0.0, self.deadline - now))
+        return wait
+
     def _hook(self) -> ArrHook:
         return ArrHook(arr_conn_id=self.arr_conn_id)
 
@@ -90,9 +106,7 @@ class ArrSessionReadyTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll with httpx (no blocking call) until an outcome, then yield one event."""
-        if self.first_poll_at is not None:
-            until = self.first_poll_at if self.deadline is None else min(self.first_poll_at, self.deadline)
-            await asyncio.sleep(min(max(0.0, until - time.time()), self.poll_interval))
+        await asyncio.sleep(self._before_first_poll(time.time()))
         hook = self._hook()
         last: SessionStatus | None = None
         started = time.monotonic()

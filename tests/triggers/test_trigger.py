@@ -146,3 +146,22 @@ async def test_first_poll_waits_until_first_poll_at(admin: Admin) -> None:
     assert admin.counts()["get"] == gets_before  # nothing read yet
     assert (await task)["status"] == "success"
     assert admin.counts()["get"] == gets_before + 1
+
+
+def test_when_the_first_read_comes() -> None:
+    """None: at once; a future first_poll_at: then (at most one interval); a past one (a resumed
+    wait): at a random moment within one interval, so that resumed waits do not read together;
+    never past the deadline."""
+    now = 1_800_000_000.0
+
+    def wait(**kwargs: Any) -> float:
+        return ArrSessionReadyTrigger(session_id="s", poll_interval=5, **kwargs)._before_first_poll(now)
+
+    assert wait() == 0.0
+    assert wait(first_poll_at=now + 2) == 2.0
+    assert wait(first_poll_at=now + 60) == 5.0
+    assert wait(first_poll_at=now + 2, deadline=now + 1) == 1.0
+    resumed = [wait(first_poll_at=now - 30) for _ in range(200)]
+    assert all(0.0 <= w <= 5.0 for w in resumed)
+    assert max(resumed) - min(resumed) > 2.5  # spread over the interval, not one instant
+    assert all(w <= 0.5 for w in (wait(first_poll_at=now - 30, deadline=now + 0.5) for _ in range(50)))
