@@ -85,6 +85,10 @@ class Admin:
     def reset(self) -> None:
         self.http.post(f"{self.url}/reset", timeout=10).raise_for_status()
 
+    def advance(self, seconds: float) -> None:
+        """Move the emulated clock ``seconds`` ahead."""
+        self.http.post(f"{self.url}/clock/advance", json={"seconds": seconds}, timeout=10).raise_for_status()
+
 
 def connection_json(url: str, *, api_version: str = "v1", **extra: Any) -> str:
     """The connection URI-less JSON form that AIRFLOW_CONN_* accepts, pointing at the emulator."""

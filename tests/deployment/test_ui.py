@@ -158,7 +158,7 @@ def test_connection_form_shows_the_arr_fields(deployment: Deployment, admin: Adm
         assert hidden not in dialog.splitlines(), f"{hidden} should be hidden for this connection type"
     assert browser.find("name", "password").get_attribute("type") == "password"
 
-    browser.find("name", "host").send_keys(admin.url.removesuffix("/_emulator"))
+    browser.find("name", "host").send_keys(deployment.emulator_url)
     browser.find("name", "login").send_keys(ACCOUNT_ID)
     browser.find("name", "password").send_keys(ACCOUNT_KEY)
     browser.shot("connection-form.png")  # the key is a password field: dots, never the key
@@ -166,7 +166,7 @@ def test_connection_form_shows_the_arr_fields(deployment: Deployment, admin: Adm
     for label, help_text in EXTRA_FIELDS.items():
         browser.text_visible(label)
         browser.text_visible(help_text)
-    browser.find("id", "element_sts_endpoint").send_keys(admin.url.removesuffix("/_emulator"))
+    browser.find("id", "element_sts_endpoint").send_keys(deployment.emulator_url)
     browser.shot("connection-form-extras.png")
 
     browser.click("xpath", "//button[normalize-space(.)='Save']")
@@ -174,7 +174,7 @@ def test_connection_form_shows_the_arr_fields(deployment: Deployment, admin: Adm
     stored = deployment.api("GET", "/api/v2/connections/arr_from_the_ui").json()
     assert stored["conn_type"] == "azure_remote_rendering"
     assert stored["login"] == ACCOUNT_ID and stored["password"] == "***"
-    assert json.loads(stored["extra"])["sts_endpoint"] == admin.url.removesuffix("/_emulator")
+    assert json.loads(stored["extra"])["sts_endpoint"] == deployment.emulator_url
     # ... and the hook accepts what the form stored (Airflow's own connection test, through the API;
     # the list page's Test button sends port 0 for a port-less connection, which Airflow 3.3 refuses).
     body = {k: v for k, v in stored.items() if k not in ("description", "team_name")}

@@ -222,14 +222,6 @@ def scan_log_files(guard: SecretGuard, where: str) -> int:
 # The harness
 
 
-class FaultAdmin(Admin):
-    """The admin API, plus the emulated clock."""
-
-    def advance(self, seconds: float) -> None:
-        """Move the emulated clock ``seconds`` ahead."""
-        self.http.post(f"{self.url}/clock/advance", json={"seconds": seconds}, timeout=10).raise_for_status()
-
-
 @dataclass
 class RunResult:
     """One DAG run: its state, its tasks' states, and what was printed while it ran."""
@@ -258,7 +250,7 @@ class Harness:
         guard: SecretGuard,
     ) -> None:
         self.server = server
-        self.admin = FaultAdmin(server.url)
+        self.admin = Admin(server.url)
         self.monkeypatch = monkeypatch
         self.capfd = capfd
         self.caplog = caplog

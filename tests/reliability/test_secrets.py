@@ -32,7 +32,7 @@ from airflow_provider_arr.exceptions import (
 )
 from airflow_provider_arr.hooks.arr import ArrHook
 from airflow_provider_arr.triggers.session import ArrSessionReadyTrigger
-from tests.conftest import ACCOUNT_KEY, connection_json
+from tests.conftest import ACCOUNT_KEY, Admin, connection_json
 from tests.reliability.conftest import EXAMPLE_CONF, Harness, SecretGuard
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,11 +100,10 @@ def test_error_texts_and_reprs_keep_secrets(
 ) -> None:
     """Every kind of failure, as str, repr and pickled (how Airflow ships exceptions around), and
     the objects a traceback with locals or an error reporter would print."""
-    from tests.reliability.conftest import FaultAdmin
 
     server = emulator_factory(startup_delay=2)
     guard.watch(server)
-    admin = FaultAdmin(server.url)
+    admin = Admin(server.url)
     fast: dict[str, Any] = {"retry_wait_min": 0.01, "retry_wait_max": 0.05, "retry_limit": 2}
     monkeypatch.setenv("AIRFLOW_CONN_ARR_DEFAULT", connection_json(server.url, **fast))
     hook = ArrHook()
