@@ -33,6 +33,7 @@ from airflow_provider_arr._api import (
     retry_kwargs,
 )
 from airflow_provider_arr._compat import mask_secret
+from airflow_provider_arr.connection_form import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME, ui_field_behaviour
 from airflow_provider_arr.exceptions import ArrConnectionError, ArrError, ArrInputError
 from airflow_provider_arr.models import (
     MAX_LEASE,
@@ -72,19 +73,9 @@ class ArrHook(BaseHook):
     """
 
     conn_name_attr = "arr_conn_id"
-    default_conn_name = "arr_default"
-    conn_type = "azure_remote_rendering"
-    hook_name = "Azure Remote Rendering"
-
-    UI_FIELD_BEHAVIOUR: ClassVar[dict[str, Any]] = {
-        "hidden_fields": ["schema", "port"],
-        "relabeling": {"login": "Account ID", "password": "Account Key", "host": "Service endpoint URL"},
-        "placeholders": {
-            "login": "00000000-0000-0000-0000-000000000000",
-            "host": "https://remoterendering.westus2.mixedreality.azure.com (or leave empty and set Region)",
-            "extra": '{"region": "westus2", "api_version": "2021-01-01"}',
-        },
-    }
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = CONN_TYPE
+    hook_name = HOOK_NAME
 
     def __init__(
         self,
@@ -113,7 +104,7 @@ class ArrHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Relabel and hide the standard connection fields in the UI (Airflow < 3.2)."""
-        return cls.UI_FIELD_BEHAVIOUR
+        return ui_field_behaviour()
 
     @classmethod
     def config_from_connection(
