@@ -81,8 +81,6 @@ class SessionStatus(str, Enum):
 ACTIVE_STATUSES = frozenset({SessionStatus.STARTING, SessionStatus.READY})
 TERMINAL_STATUSES = frozenset({SessionStatus.STOPPED, SessionStatus.EXPIRED, SessionStatus.ERROR})
 NEVER_READY_STATUSES = TERMINAL_STATUSES | {SessionStatus.STOPPING}
-# States in which a stop has nothing left to do.
-ALREADY_STOPPING_STATUSES = NEVER_READY_STATUSES
 
 
 @dataclass(frozen=True)
@@ -236,3 +234,22 @@ def validate_poll_interval(value: object, *, field: str = "poll_interval", minim
             f"often than every 5 to 10 s (got {value!r})"
         )
     return float(value)
+
+
+def check_new_lease(session: RenderingSession, new_total: timedelta, *, field: str, value: object) -> None:
+    """Refuse a new lease total under the elapsed time or over 24 hours, naming the argument."""
+    if session.status.will_never_be_ready:
+        raise ArrInputError(
+            f"session {session.session_id} is {session.status.value}; its lease can no longer be extended"
+        )
+    if new_total > MAX_LEASE:
+        raise ArrInputError(
+            f"{field}={value!r} would make the lease of session {session.session_id} "
+            f"{format_timespan(new_total)} in total, over the service's 24 h limit"
+        )
+    if session.elapsed_time is not None and new_total <= session.elapsed_time:
+        raise ArrInputError(
+            f"{field}={value!r} gives session {session.session_id} a lease of "
+            f"{format_timespan(new_total)} in total, not more than the "
+            f"{format_timespan(session.elapsed_time)} already elapsed (the lease counts from the start)"
+        )

@@ -8,23 +8,16 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_arr._compat import TaskDeferred
-from airflow_provider_arr._ready import hostname_from_event, poll_ready
-from airflow_provider_arr.exceptions import (
-    ArrConnectionError,
-    ArrError,
-    ArrInputError,
-    ArrServiceError,
-    ArrSessionMayExistError,
-    ArrThrottledError,
-    ArrUnexpectedResponseError,
-)
+from airflow_provider_arr.connection_form import DEFAULT_CONN_ID
+from airflow_provider_arr.exceptions import ArrError, ArrInputError
 from airflow_provider_arr.models import (
     SESSION_ID_MAX_LENGTH,
+    check_new_lease,
     format_timespan,
     is_template,
     validate_lease,
@@ -33,11 +26,11 @@ from airflow_provider_arr.models import (
     validate_session_id,
     validate_size,
 )
+from airflow_provider_arr.readiness import hostname_from_event, poll_ready
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_arr._api import CreateResult
     from airflow_provider_arr.hooks.arr import ArrHook
 
 #: What a rendered template of a missing XCom looks like.
@@ -66,10 +59,19 @@ def session_id_for_task(context: Context, *, suffix: str = "") -> str:
     return validate_session_id(f"{readable}-{digest}" if readable else digest)
 
 
+def _will_retry(context: Context, retries: int | None) -> bool:
+    """Whether Airflow will run this task again should this try fail."""
+    ti = context["ti"]
+    max_tries = getattr(ti, "max_tries", None)
+    if max_tries is None:
+        max_tries = retries or 0
+    return bool(max_tries >= (ti.try_number or 1))  # Airflow retries while try_number <= max_tries
+
+
 class _ArrOperator(BaseOperator):
     """What every ARR operator shares: the connection and a hook made on first use."""
 
-    def __init__(self, *, arr_conn_id: str = "arr_default", **kwargs: Any) -> None:
+    def __init__(self, *, arr_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.arr_conn_id = arr_conn_id
 
@@ -92,29 +94,13 @@ class ArrCreateSessionOperator(_ArrOperator):
     With the 2021-01-01 dialect the session id is derived from the task instance unless given:
     a retried task finds the session its earlier try created instead of making a second one.
 
-    **A lost create answer under v1.** v1 create is not idempotent, so a create whose answer was
-    lost (timeout, dropped connection, 5xx) is never repeated: the service may have made the
-    session anyway. To find it, the operator lists the account's active sessions just before
-    creating (one extra call, v1 only) and, after such a failure, compares with the sessions of
-    the same size and lease that the hook finds afterwards:
-
-    * exactly **one** new session appeared: it is almost certainly this task's, so the operator
-      stops it (it is billed and nobody knows its id) and fails with
-      :class:`~airflow_provider_arr.exceptions.ArrSessionMayExistError` naming it; a task retry
-      then creates a fresh session. (Should the create in fact not have been processed while
-      another task created a session of the same size and lease in the same instant, that other
-      task's session is stopped, and that task fails loudly rather than anything leaking.)
-    * **several** new sessions appeared (other tasks created sessions of the same size and lease
-      concurrently): none is stopped, since all but one belong to someone else; the error names
-      every candidate so that the right one can be stopped by hand (its lease caps the bill).
-    * **none** appeared, or the sessions could not be listed: the error says so; nothing is stopped.
-
-    **A lost create answer under 2021-01-01.** The hook repeats the (idempotent) PUT, which finds
-    the session a lost answer made. Should every attempt fail after one may have reached the
-    service (dropped connection, 5xx, 429, unreadable answer), the session may exist under its
-    known id: when the task has a retry left, the retry reattaches to it (one session, not two);
-    on its last try the operator stops it before failing. A task killed during the create stops it
-    as well.
+    **A lost create answer.** Under v1 (create is not idempotent) a create whose answer was lost
+    is never repeated: the operator lists the account's sessions before creating and, after such
+    a failure, stops the one new session of the same size and lease (almost certainly this
+    task's) or names the candidates when there are several. Under 2021-01-01 the idempotent PUT
+    is repeated; should it still fail after it may have reached the service, the task's retry
+    reattaches to the session, or, on the last try, the operator stops it. See
+    :mod:`airflow_provider_arr.hooks.recovery`.
 
     :param size: ``standard`` or ``premium`` (templated).
     :param max_lease_time: the lease, a timespan such as ``"1:00:00"`` or a timedelta; at most
@@ -145,7 +131,7 @@ class ArrCreateSessionOperator(_ArrOperator):
         max_lease_time: str | timedelta = "1:00:00",
         models: Sequence[Any] | str = (),
         session_id: str | None = None,
-        arr_conn_id: str = "arr_default",
+        arr_conn_id: str = DEFAULT_CONN_ID,
         wait_for_ready: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float | str = 10.0,
@@ -169,57 +155,45 @@ class ArrCreateSessionOperator(_ArrOperator):
         self.ready_timeout = (
             ready_timeout.total_seconds() if isinstance(ready_timeout, timedelta) else float(ready_timeout)
         )
-        self._created: str | None = None
-        self._creating: str | None = None
+        # The session this task made (or, 2021-01-01, is making): what on_kill stops.
+        self._session: str | None = None
 
     def execute(self, context: Context) -> str:
         """Create the session (or find the one an earlier try made), then optionally wait."""
-        from airflow_provider_arr._api import API_2021
+        from airflow_provider_arr.hooks.recovery import create_session_safely
 
-        size = validate_size(self.size)
-        lease = validate_lease(self.max_lease_time)
-        models = validate_models(self.models)
         poll_interval = validate_poll_interval(self.poll_interval)
-        session_id = validate_session_id(self.session_id) if self.session_id not in _NO_SESSION else None
-
-        known: frozenset[str] | None = None
-        if self.hook.api_version == API_2021:
-            if session_id is None:
-                session_id = session_id_for_task(context)
-        else:
-            known = self._active_session_ids()
-        result = self._create(
-            context, size=size, lease=lease, models=models, session_id=session_id, known=known
+        ti = context["ti"]
+        result = create_session_safely(
+            self.hook,
+            size=validate_size(self.size),
+            lease=validate_lease(self.max_lease_time),
+            models=validate_models(self.models),
+            session_id=validate_session_id(self.session_id) if self.session_id not in _NO_SESSION else None,
+            default_session_id=session_id_for_task(context),
+            fresh_session_id=session_id_for_task(context, suffix=f"try{ti.try_number}"),
+            will_retry=_will_retry(context, self.retries),
+            log=self.log,
+            on_session_id=self._remember,
         )
-        if result.reattached and result.session and result.session.status.will_never_be_ready:
-            # An earlier try's session has ended; this try needs a session of its own.
-            ti = context["ti"]
-            fresh = session_id_for_task(context, suffix=f"try{ti.try_number}")
-            self.log.info(
-                "session %s from an earlier try is %s; creating %s",
-                result.session_id,
-                result.session.status.value,
-                fresh,
-            )
-            result = self._create(
-                context, size=size, lease=lease, models=models, session_id=fresh, known=None
-            )
-        self._created = sid = result.session_id
+        sid = result.session_id
         # From here on the session exists: whatever fails in this task (even the XCom push that
         # tells the teardown its id) stops it before the error goes on.
         try:
-            context["ti"].xcom_push(key="session_id", value=sid)
+            ti.xcom_push(key="session_id", value=sid)
             if self.wait_for_ready:
                 if self.deferrable:
                     self._defer(sid, poll_interval)
-                hostname = self._wait(sid, poll_interval)
-                context["ti"].xcom_push(key="hostname", value=hostname)
+                ti.xcom_push(key="hostname", value=self._wait(sid, poll_interval))
         except TaskDeferred:
             raise
         except BaseException:
             self._stop_after_failure(sid)
             raise
         return sid
+
+    def _remember(self, session_id: str) -> None:
+        self._session = session_id
 
     def _defer(self, session_id: str, poll_interval: float) -> None:
         from airflow_provider_arr.triggers.session import ArrSessionReadyTrigger
@@ -259,141 +233,10 @@ class ArrCreateSessionOperator(_ArrOperator):
         context["ti"].xcom_push(key="hostname", value=hostname)
         return session_id
 
-    def _create(
-        self,
-        context: Context,
-        *,
-        size: str,
-        lease: timedelta,
-        models: list[Any],
-        session_id: str | None,
-        known: frozenset[str] | None,
-    ) -> CreateResult:
-        """One create call; after a failure that may hide a session, make sure none is left billing."""
-        # With 2021-01-01 the id is known before the answer: a kill during the call can stop it.
-        self._creating = session_id
-        try:
-            return self.hook.create_or_reattach_session(
-                size=size, max_lease_time=lease, models=models, session_id=session_id
-            )
-        except ArrSessionMayExistError as exc:  # v1
-            self._after_lost_create(exc, known)
-        except (ArrConnectionError, ArrServiceError, ArrThrottledError, ArrUnexpectedResponseError) as exc:
-            if session_id is not None:  # 2021-01-01: an earlier attempt may have made the session
-                self._after_failed_create(context, session_id, exc)
-            raise
-
-    def _after_failed_create(self, context: Context, session_id: str, exc: ArrError) -> None:
-        """A 2021-01-01 create failed, but an attempt may have reached the service: leave the
-        session to the task's retry (which reattaches to it), or stop it when no retry follows."""
-        ti = context["ti"]
-        max_tries = getattr(ti, "max_tries", None)
-        if max_tries is None:
-            max_tries = self.retries or 0
-        if max_tries >= (ti.try_number or 1):  # Airflow retries while try_number <= max_tries
-            self.log.warning(
-                "the create of session %s failed (%s) but may have reached the service: the task's "
-                "retry will reattach to the session if it exists",
-                session_id,
-                exc.message,
-            )
-            return
-        self.log.warning(
-            "the create of session %s failed (%s) but may have reached the service, and no retry "
-            "follows: stopping the session in case it exists",
-            session_id,
-            exc.message,
-        )
-        try:
-            self.hook.ensure_stopped(session_id)
-        except Exception:
-            self.log.exception(
-                "could not stop session %s, which may exist: check it and stop it by hand if it does, "
-                "it is billed",
-                session_id,
-            )
-
-    def _active_session_ids(self) -> frozenset[str] | None:
-        """The ids of the active sessions before a v1 create, or None if they cannot be listed."""
-        try:
-            return frozenset(s.session_id for s in self.hook.list_sessions() if s.status.is_active)
-        except ArrError as exc:
-            self.log.warning(
-                "could not list sessions before creating (%s); should the create answer be lost, "
-                "the session it may have made cannot be told apart from others",
-                exc,
-            )
-            return None
-
-    def _after_lost_create(self, exc: ArrSessionMayExistError, known: frozenset[str] | None) -> NoReturn:
-        """A v1 create may have made a session nobody knows the id of: stop it if it is certainly
-        the only new one, else name the candidates; always raise (see the class docstring)."""
-        cause = exc.message
-        if known is None:
-            listed = ", ".join(exc.candidates) or "none found"
-            raise ArrSessionMayExistError(
-                "the answer to the create was lost and the sessions could not be listed before it, so "
-                f"the session it may have made cannot be identified; active sessions with the same size "
-                f"and lease: {listed}. Stop this task's session by hand if one of them is it "
-                f"(cause: {cause})",
-                candidates=exc.candidates,
-                http_status=exc.http_status,
-                body=exc.body,
-                ms_cv=exc.ms_cv,
-            ) from exc
-        new = tuple(c for c in exc.candidates if c not in known)
-        if not new:
-            raise ArrSessionMayExistError(
-                "the answer to the create was lost, but no new session of the same size and lease "
-                "appeared (or they could not be listed): the service probably did not create one; "
-                f"nothing was stopped (cause: {cause})",
-                candidates=(),
-                http_status=exc.http_status,
-                body=exc.body,
-                ms_cv=exc.ms_cv,
-            ) from exc
-        if len(new) > 1:
-            raise ArrSessionMayExistError(
-                f"the answer to the create was lost and {len(new)} sessions of the same size and lease "
-                f"appeared meanwhile: {', '.join(new)}. One may be this task's, the others belong to "
-                "tasks that created sessions at the same time, so none was stopped: stop this task's "
-                f"by hand, it is billed until its lease ends (cause: {cause})",
-                candidates=new,
-                http_status=exc.http_status,
-                body=exc.body,
-                ms_cv=exc.ms_cv,
-            ) from exc
-        (orphan,) = new
-        self.log.warning("the create answer was lost; session %s appeared meanwhile: stopping it", orphan)
-        try:
-            self.hook.ensure_stopped(orphan)
-        except ArrError as stop_error:
-            raise ArrSessionMayExistError(
-                f"the answer to the create was lost; session {orphan} appeared meanwhile and is "
-                f"probably this task's, but stopping it failed ({stop_error.message}): stop it by "
-                f"hand, it is billed (cause: {cause})",
-                session_id=orphan,
-                candidates=new,
-                http_status=exc.http_status,
-                body=exc.body,
-                ms_cv=exc.ms_cv,
-            ) from exc
-        raise ArrSessionMayExistError(
-            f"the answer to the create was lost; session {orphan}, which appeared meanwhile and so was "
-            "almost certainly made by this create, has been stopped so that it is not billed; the "
-            f"task fails (a retry, if any, creates a fresh session) (cause: {cause})",
-            session_id=orphan,
-            candidates=new,
-            http_status=exc.http_status,
-            body=exc.body,
-            ms_cv=exc.ms_cv,
-        ) from exc
-
     def on_kill(self) -> None:
         """The task was killed: stop the session it created (or, 2021-01-01, was creating)."""
-        session_id = self._created or self._creating
-        if session_id:
-            self._stop_after_failure(session_id)
+        if self._session:
+            self._stop_after_failure(self._session)
 
     def _stop_after_failure(self, session_id: str) -> None:
         self.log.warning("stopping session %s, which this task created, after a failure", session_id)
@@ -426,7 +269,7 @@ class ArrExtendSessionOperator(_ArrOperator):
         session_id: str,
         max_lease_time: str | timedelta | None = None,
         extend_by: str | timedelta | None = None,
-        arr_conn_id: str = "arr_default",
+        arr_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(arr_conn_id=arr_conn_id, **kwargs)
@@ -444,8 +287,6 @@ class ArrExtendSessionOperator(_ArrOperator):
 
     def execute(self, context: Context) -> str:
         """Set the new total lease and return it (``hh:mm:ss``)."""
-        from airflow_provider_arr.hooks.arr import check_new_lease
-
         session_id = validate_session_id(self.session_id)
         if self.extend_by is not None:
             new_total = self.hook.extend_session(session_id, self.extend_by)
@@ -475,7 +316,7 @@ class ArrStopSessionOperator(_ArrOperator):
     template_fields: Sequence[str] = ("session_id", "arr_conn_id")
     ui_color = "#f6d6cd"
 
-    def __init__(self, *, session_id: str | None, arr_conn_id: str = "arr_default", **kwargs: Any) -> None:
+    def __init__(self, *, session_id: str | None, arr_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(arr_conn_id=arr_conn_id, **kwargs)
         self.session_id = session_id

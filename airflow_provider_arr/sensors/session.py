@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_provider_arr._ready import hostname_from_event, poll_ready
+from airflow_provider_arr.connection_form import DEFAULT_CONN_ID
 from airflow_provider_arr.models import is_template, validate_poll_interval, validate_session_id
+from airflow_provider_arr.readiness import hostname_from_event, poll_ready
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -40,7 +41,7 @@ class ArrSessionReadySensor(BaseSensorOperator):
         self,
         *,
         session_id: str,
-        arr_conn_id: str = "arr_default",
+        arr_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float | str = 10.0,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         stop_on_kill: bool = True,

@@ -10,15 +10,20 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_arr.connection_form import DEFAULT_CONN_ID
 from airflow_provider_arr.exceptions import ArrError
 from airflow_provider_arr.hooks.arr import ArrHook
-from airflow_provider_arr.models import SessionStatus, format_timespan
-
-#: ``status`` values of the trigger's events.
-EVENT_READY = "success"
-EVENT_FAILED = "failed"
-EVENT_TIMEOUT = "timeout"
-EVENT_ERROR = "error"
+from airflow_provider_arr.models import SessionStatus
+from airflow_provider_arr.readiness import (
+    EVENT_ERROR,
+    EVENT_FAILED,
+    EVENT_READY,
+    EVENT_TIMEOUT,
+    NEVER,
+    READY,
+    assess,
+    describe,
+)
 
 ON_KILL_TIMEOUT = 30.0
 
@@ -48,19 +53,15 @@ class ArrSessionReadyTrigger(BaseTrigger):
         self,
         *,
         session_id: str,
-        arr_conn_id: str = "arr_default",
+        arr_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = 10.0,
         deadline: float | None = None,
         stop_on_kill: bool = True,
         first_poll_at: float | None = None,
     ) -> None:
         super().__init__()
-        self.session_id = session_id
-        self.arr_conn_id = arr_conn_id
-        self.poll_interval = poll_interval
-        self.deadline = deadline
-        self.stop_on_kill = stop_on_kill
-        self.first_poll_at = first_poll_at
+        self.session_id, self.arr_conn_id, self.poll_interval = session_id, arr_conn_id, poll_interval
+        self.deadline, self.stop_on_kill, self.first_poll_at = deadline, stop_on_kill, first_poll_at
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Every constructor argument, so that another triggerer can resume the wait."""
@@ -119,24 +120,17 @@ class ArrSessionReadyTrigger(BaseTrigger):
                     return
                 last = session.status
                 self.log.info(
-                    "ARR session %s is %s (elapsed %s, waited %.0f s)",
+                    "ARR session %s is %s, waited %.0f s",
                     self.session_id,
-                    session.status.value,
-                    format_timespan(session.elapsed_time) if session.elapsed_time is not None else "n/a",
+                    describe(session),
                     time.monotonic() - started,
                 )
-                if session.is_ready:
-                    yield self._event(
-                        EVENT_READY, f"session {self.session_id} is ready", last, session.hostname
-                    )
+                reading = assess(session)
+                if reading.outcome == READY:
+                    yield self._event(EVENT_READY, reading.message, last, session.hostname)
                     return
-                if session.status.will_never_be_ready:
-                    said = f": {session.message}" if session.message else ""
-                    yield self._event(
-                        EVENT_FAILED,
-                        f"session {self.session_id} is {session.status.value} and will never be ready{said}",
-                        last,
-                    )
+                if reading.outcome == NEVER:
+                    yield self._event(EVENT_FAILED, reading.message, last)
                     return
                 wait = self.poll_interval
                 if self.deadline is not None:

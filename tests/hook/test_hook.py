@@ -380,7 +380,7 @@ def test_extend_refuses_a_total_over_24_h_or_not_past_the_elapsed_time(admin: Ad
 
     short = hook.create_session(max_lease_time="0:10:00")
     admin.advance(8 * 60)
-    from airflow_provider_arr.hooks.arr import check_new_lease
+    from airflow_provider_arr.models import check_new_lease
 
     current = hook.get_session(short)
     assert current.elapsed_time is not None and current.elapsed_time >= timedelta(minutes=8)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_arr._api import DEFAULT_STS, ClientConfig
+from airflow_provider_arr.client.config import DEFAULT_STS, ClientConfig
 from airflow_provider_arr.exceptions import ArrInputError
 
 

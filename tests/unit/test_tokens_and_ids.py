@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_arr._api import TOKEN_LIFETIME_WITHOUT_EXP, TokenCache
+from airflow_provider_arr.client.auth import TOKEN_LIFETIME_WITHOUT_EXP, TokenCache
 from airflow_provider_arr.models import SESSION_ID_MAX_LENGTH, validate_session_id
 from airflow_provider_arr.operators.session import session_id_for_task
 
