@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any
 
@@ -298,6 +298,8 @@ class EmulatorProcess:
     :param tls: serve https with a certificate made by the child (see :attr:`ca_bundle`).
     :param extra_args: more flags (e.g. ``["--access-log"]``).
     :param stderr: where the child's log goes (inherited by default).
+    :param env: environment variables to set for the child (after those this process passes on;
+        ``ARR_EMULATOR_STATE_FILE`` and ``ARR_EMULATOR_ADMIN_TOKEN`` come from ``config`` or here).
     """
 
     def __init__(
@@ -309,6 +311,7 @@ class EmulatorProcess:
         tls: bool = False,
         extra_args: Sequence[str] = (),
         stderr: int | IO[Any] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config or EmulatorConfig()
         self.command = [
@@ -324,6 +327,7 @@ class EmulatorProcess:
             *extra_args,
         ]
         self.stderr = stderr
+        self.env = dict(env or {})
         self.process: subprocess.Popen[str] | None = None
         self.url: str | None = None
         self.ca_bundle: str | None = None
@@ -339,6 +343,7 @@ class EmulatorProcess:
         env.pop(ADMIN_TOKEN_ENV, None)
         if self.config.admin_token is not None:
             env[ADMIN_TOKEN_ENV] = self.config.admin_token
+        env.update(self.env)
         process = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env
         )
