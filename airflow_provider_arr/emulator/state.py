@@ -189,10 +189,20 @@ class EmulatorState:
         try:
             saved = _StateFile.model_validate_json(data)
             secret = bytes.fromhex(saved.token_secret)
-        except (pydantic.ValidationError, ValueError) as exc:
+        except pydantic.ValidationError as exc:
+            problems = [
+                f"{'.'.join(map(str, error['loc'])) or 'content'}: {error['msg']}" for error in exc.errors()
+            ]
+            if len(problems) > 3:
+                problems[3:] = [f"and {len(problems) - 3} more"]
             raise StateFileError(
                 f"the emulator state file {path} is corrupt or not an emulator state file "
-                f"(remove it to start empty): {exc}"
+                f"(remove it to start empty): {'; '.join(problems)}"
+            ) from None
+        except ValueError:
+            raise StateFileError(
+                f"the emulator state file {path} is corrupt (remove it to start empty): "
+                "token_secret: not hexadecimal"
             ) from None
         downtime = max(time.time() - saved.saved_at, 0.0)
         self.clock = EmulatedClock(
