@@ -1,5 +1,5 @@
-"""Fixtures for the emulator's own tests: the shared emulator factory with a faster clock, and a
-bare HTTP client of the service (its admin calls go through the shared :class:`Admin`)."""
+"""Fixtures for the emulator's own tests: a bare HTTP client of the service (its admin calls go
+through the shared :class:`Admin`); the emulators come from the shared ``emulator_factory``."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from tests.conftest import ACCOUNT_ID, ACCOUNT_KEY, Admin
 ACCOUNT = ACCOUNT_ID
 KEY = ACCOUNT_KEY
 API = {"api-version": "2021-01-01"}
-# 30 emulated seconds of start-up and 5 of stopping take 30 ms and 5 ms of real time.
-FAST = {"startup_delay": 30.0, "stop_delay": 5.0, "time_scale": 1000.0}
 
 
 class Arr:
@@ -96,12 +94,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.005)
-
-
-@pytest.fixture
-def emulator_defaults() -> dict[str, Any]:
-    """The emulator tests' fast clock (see :data:`FAST`)."""
-    return dict(FAST)
 
 
 @pytest.fixture
