@@ -27,7 +27,7 @@ def read_state_file(path: Path) -> bytes | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise StateFileError(f"cannot read the emulator state file {path}: {exc}") from None
+        raise StateFileError(f"cannot read the emulator state file {path}: {exc.strerror or exc}") from None
 
 
 def write_state_file(path: Path, data: bytes) -> None:
@@ -39,7 +39,7 @@ def write_state_file(path: Path, data: bytes) -> None:
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
-        raise StateFileError(f"cannot write the emulator state file {path}: {exc}") from None
+        raise StateFileError(f"cannot write the emulator state file {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -49,4 +49,4 @@ def write_state_file(path: Path, data: bytes) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(temp)
-        raise StateFileError(f"cannot write the emulator state file {path}: {exc}") from None
+        raise StateFileError(f"cannot write the emulator state file {path}: {exc.strerror or exc}") from None
