@@ -1,0 +1,1 @@
+"""The ARR client: protocol, transport, and the account-wide pacing and polling they share."""
