@@ -11,7 +11,8 @@ every 10 s, send five calls a second where the service allows one per 5 to 10 s.
 - a waited session missing from the list has ended (only active sessions are listed) or is
   unknown: it is read once by id, and the waiter gets that read (its ``Stopped``/``Error``/
   ``Expired`` status with the service's message, or the error, e.g. a 404);
-- a failing list fails no waiter: the next interval reads by id, the one after lists again.
+- a failing list fails no waiter: the next interval reads by id (at most
+  :data:`FALLBACK_READS` sessions, in turn), the one after lists again.
 
 The watcher polls at the **shortest** poll interval of its waiters (a waiter asking for 30 s
 next to one asking for 10 s gets a status every 10 s: the poll is shared, so it costs nothing
@@ -36,6 +37,11 @@ from typing import Literal, Protocol, runtime_checkable
 from airflow_provider_arr.models import RenderingSession
 
 log = logging.getLogger(__name__)
+
+#: Reads by id at most, at the poll after a failed list (taken in turn among the waited
+#: sessions): a thousand reads in a row would spend a thousand times the account's rate, and a
+#: list that failed on a 429 would be followed by a storm of them. Small waits are all served.
+FALLBACK_READS = 10
 
 #: Where an :class:`Update`'s status came from.
 UpdateSource = Literal["list", "get"]
@@ -128,10 +134,15 @@ class AccountWatcher:
     :param key: the account's identity (e.g. ``(endpoint, account_id)``), for logs.
     :param source_factory: makes the source the poll reads from; called each time polling
         starts, and the source's ``aclose()`` (if any) is awaited when polling stops.
+    :param fallback_reads: at most this many reads by id at the poll after a failed list.
     """
 
-    def __init__(self, key: Hashable, source_factory: SourceFactory) -> None:
+    def __init__(
+        self, key: Hashable, source_factory: SourceFactory, *, fallback_reads: int = FALLBACK_READS
+    ) -> None:
         self.key = key
+        self.fallback_reads = fallback_reads
+        self._fallback_done: set[str] = set()  # read by id in the current round of fallbacks
         self._factory = source_factory
         self._waiters: dict[_Waiter, None] = {}  # insertion-ordered set
         self._task: asyncio.Task[None] | None = None
@@ -248,9 +259,13 @@ class AccountWatcher:
         ids = list(dict.fromkeys(w.session_id for w in self._waiters))
         self.stats.polls += 1
         # A list costs self._pages calls, a read by id one call per waited session.
-        if self._read_by_id_next or self._pages >= len(ids):
+        if self._pages >= len(ids):
             self._read_by_id_next = False
             await self._get_each(source, ids)
+            return
+        if self._read_by_id_next:
+            self._read_by_id_next = False
+            await self._get_each(source, self._next_fallback(ids))
             return
         self.stats.lists += 1
         try:
@@ -277,6 +292,19 @@ class AccountWatcher:
             self._deliver(Update(session_id, listed[session_id], None, "list", len(found)))
         # Only active sessions are listed: a missing one has ended or is unknown.
         await self._get_each(source, [i for i in ids if i not in listed])
+
+    def _next_fallback(self, ids: list[str]) -> list[str]:
+        """The next ``fallback_reads`` waited sessions, in turn, for a poll after a failed list."""
+        if len(ids) <= self.fallback_reads:
+            return ids
+        self._fallback_done &= set(ids)  # forget sessions nobody waits for any more
+        pending = [i for i in ids if i not in self._fallback_done]
+        if len(pending) < self.fallback_reads:  # a new round
+            self._fallback_done.clear()
+            pending += [i for i in ids if i not in pending]
+        chosen = pending[: self.fallback_reads]
+        self._fallback_done.update(chosen)
+        return chosen
 
     async def _get_each(self, source: SessionSource, ids: list[str]) -> None:
         async def one(session_id: str) -> None:

@@ -301,3 +301,21 @@ async def test_the_poll_task_ends_as_soon_as_the_last_waiter_leaves() -> None:
     assert not watcher.polling  # not an hour later, at the next poll
     assert source.closed == 1
     assert source.calls == ["get:a"]
+
+
+async def test_reads_after_a_failing_list_are_capped_and_taken_in_turn() -> None:
+    ids = [f"s{i:02d}" for i in range(25)]
+    source = FakeSource([session(i) for i in ids])
+    source.failing_lists = 3
+    watcher = AccountWatcher(("fake", id(source)), lambda: source, fallback_reads=10)
+    tasks = [asyncio.create_task(take(watcher, i, 1)) for i in ids]
+    await guarded(*tasks[:20])  # the first 20 were read by id after the first two failed lists
+    read = [c.removeprefix("get:") for c in source.calls if c.startswith("get:")]
+    assert source.calls.count("list") == 2
+    assert read[:20] == ids[:20]  # ten, then the next ten: nobody read twice, nobody skipped
+    await guarded(*tasks[20:])
+    # Failed list, 10 reads by id, failed list, 10 reads, failed list, the last 5 reads.
+    assert [n for n, c in enumerate(source.calls) if c == "list"] == [0, 11, 22]
+    assert len(source.calls) == 28
+    read = [c.removeprefix("get:") for c in source.calls if c.startswith("get:")]
+    assert sorted(read) == ids
