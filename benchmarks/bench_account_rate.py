@@ -20,6 +20,27 @@ interval (sent, and admitted: not 429); 429s after the first interval. No assert
 
 The ways are functions in ``WAYS`` (``async (ids, conn_id, interval, deadline) -> outcomes``),
 so another one (the real trigger, once wired) can be added and compared on the same cases.
+
+Measured 2026-12-02 on the 2-core machine (v1, interval 10 s, ready 15 s real after creation,
+patience 60 s; ``python bench_account_rate.py``, 8 min in all):
+
+======  =================  ======  ==============  ================  =====================
+N       way                ready   lag p50/p99 s   calls/interval    429s (after 1st int.)
+======  =================  ======  ==============  ================  =====================
+10      per-session        70 %    16.1 / 31.0     11.5 sent, 2.8    41 (37)
+10      per-session-paced  100 %   22.7 / 44.7     4.5 sent, 2.7     11 (10)
+10      watcher            100 %   6.4 / 6.4       1.4, 1.4          0 (0)
+100     per-session        5 %     10.7 / 21.5     165 sent, 3.3     585 (441)
+100     per-session-paced  12 %    29.7 / 56.3     4.4 sent, 2.5     14 (13), 88 timeouts
+100     watcher            100 %   6.8 / 7.9       1.5, 1.5          0 (0)
+1000    per-session        0.8 %   20.9 / 40.7     1167 sent, 2.9    5983 (4642), 51 s
+1000    per-session-paced  1.2 %   32.0 / 58.8     4.3 sent, 2.5     13 (12), 988 timeouts
+1000    watcher            100 %   8.6 / 10.3      1.4, 1.4          0 (0)
+======  =================  ======  ==============  ================  =====================
+
+(The paced way's few 429s are the hook's own retries, which the pacer does not see yet, and
+the phase between the pacer's bucket and the service's: wired into the transport, every
+attempt will take a slot and report its answer.)
 """
 
 from __future__ import annotations
