@@ -11,7 +11,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import requests
-from airflow.sdk import BaseHook
 from requests.adapters import HTTPAdapter
 from tenacity import AsyncRetrying, Retrying
 from urllib3.exceptions import MaxRetryError, NewConnectionError
@@ -32,8 +31,14 @@ from airflow_provider_arr._api import (
     new_session_id,
     retry_kwargs,
 )
-from airflow_provider_arr._compat import mask_secret
-from airflow_provider_arr.connection_form import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME, ui_field_behaviour
+from airflow_provider_arr._compat import BaseHook, mask_secret
+from airflow_provider_arr.connection_form import (
+    CONN_TYPE,
+    DEFAULT_CONN_ID,
+    HOOK_NAME,
+    connection_form_widgets,
+    ui_field_behaviour,
+)
 from airflow_provider_arr.exceptions import ArrConnectionError, ArrError, ArrInputError
 from airflow_provider_arr.models import (
     MAX_LEASE,
@@ -351,6 +356,13 @@ class ArrHook(BaseHook):
     def sts_calls(self) -> int:
         """How many tokens this hook fetched (for tests and benchmarks)."""
         return self.protocol.tokens.fetched
+
+    # -- connection form of Airflow 3.0 and 3.1 (3.2+ reads conn-fields of the provider info) ---
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extras' form fields (Airflow < 3.2), built from ``connection_form.EXTRAS``."""
+        return connection_form_widgets()
 
 
 async def _aget_connection(conn_id: str) -> Connection:

@@ -10,9 +10,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.sdk import BaseOperator, conf
-
-from airflow_provider_arr._compat import TaskDeferred
+from airflow_provider_arr._compat import BaseOperator, TaskDeferred, conf
 from airflow_provider_arr._ready import hostname_from_event, poll_ready
 from airflow_provider_arr.exceptions import (
     ArrConnectionError,
