@@ -25,7 +25,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "Azure Remote Rendering",
                 "external-doc-url": "https://learn.microsoft.com/azure/remote-rendering/",
-                "how-to-guide": ["/docs/airflow-provider-arr/index.md"],
+                "how-to-guide": ["/docs/howto.md"],
                 "tags": ["azure", "rendering", "gpu"],
             }
         ],

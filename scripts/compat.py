@@ -283,7 +283,9 @@ class Runner:
             self.sh(self.bin / "airflow", "db", "migrate", env=airflow_env, timeout=600)
         with self.step("providers list"):
             out = self.sh(self.bin / "airflow", "providers", "list", "--output", "json", env=airflow_env)
-            providers = json.loads(out[out.index("[") :])
+            # Airflow 3.0 logs to stdout too: the JSON is the line that is a list of objects.
+            (listing,) = [line for line in out.splitlines() if line.startswith("[{")]
+            providers = json.loads(listing)
             ours = [p for p in providers if p.get("package_name") == "airflow-provider-arr"]
             version = self.wheel.name.split("-")[1]
             if not ours or ours[0].get("version") != version:
