@@ -59,7 +59,15 @@ PIP = "pip==25.3"
 CELL_EXTRAS = ("pytest", "wtforms")
 #: What a cell had to pin beyond ``apache-airflow==X``, with why: the official constraint files
 #: cannot be downloaded here, so pip resolves the newest of everything from PyPI.
-PINS: dict[str, dict[str, str]] = {}
+PINS: dict[str, list[tuple[str, str]]] = {
+    "3.0.6": [
+        (
+            "fastapi<0.132",
+            "FastAPI 0.132 rejects JSON bodies sent without a Content-Type, as the Task SDK 1.0 "
+            "client sends them: every task fails to start (HTTP 422 on PATCH /task-instances/{id}/run)",
+        ),
+    ],
+}
 
 DAG_ID = "arr_render_session"
 DAG_FILE = REPO / "dags" / "arr_render_session.py"
@@ -69,8 +77,10 @@ ACCOUNT_ID = "11111111-2222-3333-4444-555555555555"
 ACCOUNT_KEY = "COMPAT-ACCOUNT-KEY-0123456789abcdef"
 #: The throttle the README documents for the service (~1 call per 5 s per account, bursts of 5).
 THROTTLE = ("--throttle-rate", "0.2", "--throttle-burst", "5")
-#: A session starts in 30 emulated seconds, 3 real ones.
-EMULATOR_CLOCK = ("--startup-delay", "30", "--stop-delay", "5", "--time-scale", "10")
+#: A session starts in 300 emulated seconds, 30 real ones: long enough that the sensor, which
+#: reads the session once before deferring, always finds it starting (a task takes up to ~10 s
+#: to start under ``dags test`` on a loaded machine), and the trigger polls it several times.
+EMULATOR_CLOCK = ("--startup-delay", "300", "--stop-delay", "5", "--time-scale", "10")
 DAG_CONF = {"poll_interval": 5, "max_lease_time": "0:30:00"}
 TASKS = ("create", "wait_ready", "render", "stop")
 
@@ -258,7 +268,7 @@ class Runner:
                 self.bin / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", PIP
             )
         with self.step("install"):
-            pins = [f"{name}{spec}" for name, spec in PINS.get(self.cell.airflow, {}).items()]
+            pins = [requirement for requirement, _ in PINS.get(self.cell.airflow, [])]
             self.sh(
                 self.bin / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                 f"apache-airflow=={self.cell.airflow}", str(self.wheel), *CELL_EXTRAS, *pins,
@@ -461,9 +471,7 @@ def details(cells: list[Cell]) -> str:
 
 def document(cells: list[Cell], wheel: Path, started: str) -> str:
     pins = (
-        "\n".join(
-            f"- Airflow {a}: " + ", ".join(f"`{n}{s}`" for n, s in p.items()) for a, p in sorted(PINS.items())
-        )
+        "\n".join(f"- Airflow {a}: `{req}`: {why}." for a, p in sorted(PINS.items()) for req, why in p)
         or "- none: every cell resolved from PyPI with only `apache-airflow==X` pinned."
     )
     interpreters = sorted({f"{c.python}: {c.interpreter}" for c in cells if c.interpreter})
