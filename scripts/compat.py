@@ -375,8 +375,12 @@ class Runner:
             raise CellFailed(
                 "wait_ready never deferred: no '[DAG TEST] running trigger in line' in the output"
             )
-        if ACCOUNT_KEY in logged:
-            raise CellFailed("the account key appears in the output of airflow dags test")
+        # Airflow 3.0's in-process supervisor debug-logs the secrets masker's own requests, the
+        # secret included ("Sending request msg=MaskSecret(value=...)"), for every connection's
+        # password (its own Connection.get masks it): Airflow's, not the provider's.
+        leaks = [line for line in logged.splitlines() if ACCOUNT_KEY in line and "MaskSecret(" not in line]
+        if leaks:
+            raise CellFailed(f"the account key appears in the output of airflow dags test: {leaks[0][:300]}")
         with sqlite3.connect(self.home / "airflow.db") as db:
             runs = db.execute("SELECT run_id, state FROM dag_run WHERE dag_id = ?", (DAG_ID,)).fetchall()
             tis = dict(
@@ -510,6 +514,10 @@ Known differences, handled in `airflow_provider_arr/_compat.py`:
 - Before Airflow 3.3 the triggerer never calls a trigger's `on_kill()`: a user marking the
   waiting task failed or success (or clearing it) does not stop the session from the trigger;
   the DAG's `stop` teardown, or the session's lease, ends it.
+- Airflow 3.0's `airflow dags test` prints the secrets masker's own requests at debug level,
+  secret included (`Sending request msg=MaskSecret(value=...)`): it does so for any connection's
+  password, as its own `Connection.get` masks it; the smoke's leak check ignores those lines
+  only, and finds the key nowhere else.
 - Before Airflow 3.2 the connection form comes from the hook's `get_connection_form_widgets()`
   (wtforms fields built from the same `EXTRAS`), which needs wtforms installed.
 
