@@ -252,6 +252,7 @@ def test_arr_emulator_runs_and_airflow_connections_tooling_reaches_it(
     assert ACCOUNT_KEY not in output  # ... without showing it
 
 
+@pytest.mark.timeout(1800)  # a clean venv with Airflow from PyPI, then a DAG run: minutes on 2 cores
 def test_the_main_line_cell_of_the_compatibility_matrix(dist: dict[str, Path], tmp_path: Path) -> None:
     """``make compat`` for Airflow 3.3.2 x Python 3.11 alone, on this wheel (the other cells: not in CI).
 
