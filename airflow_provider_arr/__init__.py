@@ -21,7 +21,14 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": "airflow-provider-arr",
         "name": "Azure Remote Rendering",
         "description": "Create, extend, wait for and stop Azure Remote Rendering sessions.",
-        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Azure Remote Rendering",
+                "external-doc-url": "https://learn.microsoft.com/azure/remote-rendering/",
+                "how-to-guide": ["/docs/howto.md"],
+                "tags": ["azure", "rendering", "gpu"],
+            }
+        ],
         "connection-types": [provider_connection_type()],
         "hooks": [
             {

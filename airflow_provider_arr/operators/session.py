@@ -10,9 +10,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
-
-from airflow_provider_arr._compat import TaskDeferred
+from airflow_provider_arr._compat import BaseOperator, TaskDeferred, conf
 from airflow_provider_arr.connection_form import DEFAULT_CONN_ID
 from airflow_provider_arr.exceptions import ArrError, ArrInputError
 from airflow_provider_arr.models import (

@@ -8,8 +8,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-
+from airflow_provider_arr._compat import BaseSensorOperator, PokeReturnValue, conf
 from airflow_provider_arr.connection_form import DEFAULT_CONN_ID
 from airflow_provider_arr.models import is_template, validate_poll_interval, validate_session_id
 from airflow_provider_arr.readiness import hostname_from_event, poll_ready

@@ -8,8 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
+from airflow_provider_arr._compat import BaseTrigger, TriggerEvent
 from airflow_provider_arr.connection_form import DEFAULT_CONN_ID
 from airflow_provider_arr.exceptions import ArrError
 from airflow_provider_arr.hooks.arr import ArrHook
