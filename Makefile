@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test test-quick lint demo bench emulator dist deploy-test screenshots clean constraints compat
+.PHONY: venv test test-quick lint docs demo bench emulator dist deploy-test screenshots clean constraints compat
 
 venv: $(STAMP)
 
@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e . --group dev
 	touch $(STAMP)
 
-# Lint first (ruff, formatting, mypy), so that CI (`make test`) keeps the tree clean.
-test: lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider -rs --durations=15 tests
+# Lint first (ruff, formatting, mypy) and build the docs (strict), so that CI (`make test`) keeps
+# the tree and the site clean.
+test: lint docs
+	ARR_DOCS_BUILT=1 $(BIN)/python -m pytest -q -p no:cacheprovider -rs --durations=15 tests
 
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
@@ -25,6 +26,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: a warning (broken link or
+# reference, missing snippet) fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -58,4 +64,4 @@ constraints:
 	$(BIN)/python -m pip freeze --exclude-editable --all | grep -v '^airflow-provider-arr' > constraints.txt
 
 clean:
-	rm -rf $(VENV) .demo .compat build dist *.egg-info
+	rm -rf $(VENV) .demo .compat build dist site *.egg-info
