@@ -7,6 +7,9 @@
 * ``<!-- arr:extras-table -->`` becomes the table of every connection extra, generated from
   ``airflow_provider_arr/connection_form.py`` (``EXTRAS``, which the connection form and the client
   read too).
+* ``<!-- arr:report benchmarks/REPORT.md -->`` includes a generated report (``make bench``,
+  ``make deploy-test``) with its headings one level down and its plots (``plots/*.png`` beside the
+  report) served from ``bench/plots/``, so the page shows what the last run wrote.
 * ``docs/compatibility.md`` (written by ``make compat``) gets a stand-in page while it has not been
   generated yet, so that links to it hold.
 """
@@ -20,6 +23,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRAS_MARKER = "<!-- arr:extras-table -->"
+REPORT_INCLUDE = re.compile(r"^<!-- arr:report (?P<path>\S+\.md) -->[ \t]*$", re.M)
+PLOTS = ROOT / "benchmarks" / "plots"
+PLOTS_URI = "bench/plots"
 SECTION_INCLUDE = re.compile(
     r'^(?P<indent>[ \t]*)--8<-- "(?P<path>[^":]+\.py):(?P<name>[A-Za-z0-9_\-]+)"\s*$', re.M
 )
@@ -69,14 +75,30 @@ def extras_table() -> str:
     return "\n".join(rows)
 
 
+def report(path: str) -> str:
+    """A generated Markdown report, its headings one level down (outside code blocks) and its
+    ``plots/`` images pointing at where the site serves them."""
+    file = ROOT / path
+    if not file.is_file():
+        raise DocsError(f"report {path!r} does not exist")
+    out, fenced = [], False
+    for line in file.read_text().splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        shifted = "#" + line if not fenced and re.match(r"#{1,5} ", line) else line
+        out.append(shifted.replace("](plots/", f"]({PLOTS_URI}/"))
+    return "\n".join(out)
+
+
 def expand(markdown: str) -> str:
-    """Apply the section includes and the extras table to one page's Markdown."""
+    """Apply the section and report includes and the extras table to one page's Markdown."""
 
     def include(match: re.Match[str]) -> str:
         text = section(match["path"], match["name"])
         return textwrap.indent(text, match["indent"]) if match["indent"] else text
 
     markdown = SECTION_INCLUDE.sub(include, markdown)
+    markdown = REPORT_INCLUDE.sub(lambda m: report(m["path"]), markdown)
     if EXTRAS_MARKER in markdown:
         markdown = markdown.replace(EXTRAS_MARKER, extras_table())
     return markdown
@@ -86,9 +108,11 @@ def expand(markdown: str) -> str:
 
 
 def on_files(files: Any, config: Any) -> Any:
-    """Stand in for docs/compatibility.md until ``make compat`` writes it."""
+    """Serve the benchmark plots; stand in for docs/compatibility.md until ``make compat`` writes it."""
     from mkdocs.structure.files import File
 
+    for plot in sorted(PLOTS.glob("*.png")):
+        files.append(File.generated(config, f"{PLOTS_URI}/{plot.name}", abs_src_path=str(plot)))
     if files.get_file_from_path("compatibility.md") is None:
         files.append(File.generated(config, "compatibility.md", content=COMPAT_STANDIN))
     return files
