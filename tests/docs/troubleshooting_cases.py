@@ -104,6 +104,11 @@ def bare_region_account_domain() -> BaseException:
         return raised(lambda: hook().list_sessions())
 
 
+def wrong_account_domain() -> BaseException:
+    with emulator() as server, connection(server.url, account_domain="westus9.mixedreality.azure.com"):
+        return raised(lambda: hook().list_sessions())
+
+
 def wrong_account_key() -> BaseException:
     with emulator() as server, connection(server.url, password="not-the-key", sts_endpoint=server.url):
         return raised(lambda: hook().list_sessions())
@@ -160,8 +165,10 @@ def lease_expired() -> BaseException:
 
 
 def sensor_timeout() -> BaseException:
-    from airflow_provider_arr.readiness import hostname_from_event
+    from airflow_provider_arr import readiness
     from airflow_provider_arr.triggers.session import ArrSessionReadyTrigger
+
+    read_event = getattr(readiness, "address_from_event", None) or readiness.hostname_from_event
 
     with emulator(startup_delay=100000) as server, connection(server.url, sts_endpoint=server.url):
         sid = hook().create_session(size="standard", max_lease_time="1:00:00")
@@ -173,7 +180,7 @@ def sensor_timeout() -> BaseException:
             return None
 
         event = asyncio.run(first_event())
-        return raised(lambda: hostname_from_event(event, sid))
+        return raised(lambda: read_event(event, sid))
 
 
 def lost_create_v1() -> BaseException:
@@ -226,6 +233,7 @@ def extra_unknown_key() -> BaseException:
 
 CASES: dict[str, Callable[[], Any]] = {
     "bare_region_account_domain": bare_region_account_domain,
+    "wrong_account_domain": wrong_account_domain,
     "wrong_account_key": wrong_account_key,
     "forbidden": forbidden,
     "throttled_waited_out": throttled_waited_out,
