@@ -1,0 +1,169 @@
+"""The lease guard trigger: extend a session's lease, in the triggerer, while other tasks use it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_arr.exceptions import ArrConflictError, ArrError, ArrNotFoundError
+from airflow_provider_arr.hooks.arr import ArrHook
+from airflow_provider_arr.lease import MIN_READ_INTERVAL, LeasePolicy, decide
+from airflow_provider_arr.models import format_timespan, validate_session_id
+
+#: ``status`` values of the trigger's events.
+EVENT_ENDED = "ended"  # the session stopped (the teardown), expired or failed: the normal end
+EVENT_CAP = "cap"  # the lease reached the cap while the session was still in use
+EVENT_ERROR = "error"  # the session could not be read or extended
+
+
+async def aupdate_session(hook: ArrHook, session_id: str, lease: timedelta) -> None:
+    """Set a session's lease (a total since start) without blocking the event loop.
+
+    The hook has no async update method (yet): this drives the hook's own protocol exchange
+    through its shared async client, exactly as its ``aget_session`` does.
+    """
+    client = await hook._async_client()
+    await client.run(client.protocol.update_session(validate_session_id(session_id), lease))
+
+
+class ArrLeaseGuardTrigger(BaseTrigger):
+    """Extend a session's lease in steps until it ends or its lease reaches the cap; fire one event.
+
+    The event: ``status`` (``ended``, ``cap`` or ``error``), ``message``, ``session_id``,
+    ``lease`` (the last lease total seen or set, ``hh:mm:ss``) and ``extensions`` (how many).
+
+    :param session_id: the session to keep alive.
+    :param cap: the lease cap in seconds (a total since start, at most 24 h).
+    :param step: seconds past the session's elapsed time that each extension sets the lease to.
+    :param margin: extend this many seconds before the lease would run out.
+    :param api_version: the connection's dialect (its lease granularity).
+    :param arr_conn_id: the ARR connection.
+    :param time_scale: session seconds per wall-clock second (1 for the service).
+    :param min_interval: the fewest seconds between two reads (at least 5).
+    """
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        cap: float,
+        step: float,
+        margin: float,
+        api_version: str = "v1",
+        arr_conn_id: str = "arr_default",
+        time_scale: float = 1.0,
+        min_interval: float = MIN_READ_INTERVAL,
+    ) -> None:
+        super().__init__()
+        self.session_id = session_id
+        self.cap = float(cap)
+        self.step = float(step)
+        self.margin = float(margin)
+        self.api_version = api_version
+        self.arr_conn_id = arr_conn_id
+        self.time_scale = float(time_scale)
+        self.min_interval = float(min_interval)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Every constructor argument, so that another triggerer can resume the guard."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "session_id": self.session_id,
+                "cap": self.cap,
+                "step": self.step,
+                "margin": self.margin,
+                "api_version": self.api_version,
+                "arr_conn_id": self.arr_conn_id,
+                "time_scale": self.time_scale,
+                "min_interval": self.min_interval,
+            },
+        )
+
+    def policy(self) -> LeasePolicy:
+        """The validated lease policy of this guard."""
+        return LeasePolicy.build(
+            cap=self.cap,
+            step=self.step,
+            margin=self.margin,
+            api_version=self.api_version,
+            time_scale=self.time_scale,
+            min_interval=self.min_interval,
+        )
+
+    def _event(self, status: str, message: str, lease: timedelta | None, extensions: int) -> TriggerEvent:
+        return TriggerEvent(
+            {
+                "status": status,
+                "message": message,
+                "session_id": self.session_id,
+                "lease": format_timespan(lease) if lease is not None else None,
+                "extensions": extensions,
+            }
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Read once per step, extend when due (httpx, no blocking call), until an outcome."""
+        hook = ArrHook(arr_conn_id=self.arr_conn_id)
+        lease: timedelta | None = None
+        extensions = 0
+        try:
+            policy = self.policy()
+            while True:
+                try:
+                    session = await hook.aget_session(self.session_id)
+                except ArrNotFoundError:
+                    yield self._event(
+                        EVENT_ENDED, f"session {self.session_id} is unknown to the service", lease, extensions
+                    )
+                    return
+                if session.elapsed_time is None or session.max_lease_time is None:
+                    raise ArrError(f"session {self.session_id} reported no elapsed time or lease")
+                lease = session.max_lease_time
+                decision = decide(
+                    policy,
+                    session_id=self.session_id,
+                    status=session.status,
+                    elapsed=session.elapsed_time,
+                    current=session.max_lease_time,
+                )
+                if decision.action == "ended":
+                    self.log.info("ARR %s", decision.message)
+                    yield self._event(EVENT_ENDED, decision.message, lease, extensions)
+                    return
+                if decision.action == "cap":
+                    self.log.warning("ARR %s", decision.message)
+                    yield self._event(EVENT_CAP, decision.message, lease, extensions)
+                    return
+                if decision.action == "extend":
+                    assert decision.new_total is not None
+                    try:
+                        await aupdate_session(hook, self.session_id, decision.new_total)
+                    except (ArrConflictError, ArrNotFoundError) as exc:
+                        message = (
+                            f"session {self.session_id} ended before its lease could be extended ({exc})"
+                        )
+                        self.log.info("ARR %s", message)
+                        yield self._event(EVENT_ENDED, message, lease, extensions)
+                        return
+                    lease = decision.new_total
+                    extensions += 1
+                    self.log.info("ARR lease guard: %s", decision.message)
+                else:
+                    self.log.info("ARR lease guard: %s", decision.message)
+                assert decision.wake_in is not None
+                await asyncio.sleep(decision.wake_in)
+        except ArrError as exc:
+            yield self._event(
+                EVENT_ERROR,
+                f"the lease guard of session {self.session_id} failed; the session will expire at the end "
+                f"of its current lease: {exc}",
+                lease,
+                extensions,
+            )
+        finally:
+            await hook.aclose()
