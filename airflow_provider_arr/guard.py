@@ -21,7 +21,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_arr.exceptions import ArrConflictError, ArrError, ArrNotFoundError
-from airflow_provider_arr.lease import DEFAULT_MARGIN, DEFAULT_STEP, MIN_READ_INTERVAL, LeasePolicy, decide
+from airflow_provider_arr.lease import (
+    DEFAULT_MARGIN,
+    DEFAULT_STEP,
+    MIN_READ_INTERVAL,
+    LeasePolicy,
+    cap_message,
+    decide,
+)
 from airflow_provider_arr.models import format_timespan, validate_session_id
 
 if TYPE_CHECKING:
@@ -187,6 +194,16 @@ class LeaseGuard:
                         return
                     self.extensions.append(decision.new_total)
                     self.log.info("ARR lease guard: %s", decision.message)
+                    if decision.final:
+                        # No read needed: if the block still runs at margin before the cap, the
+                        # workload outlives the cap.
+                        assert decision.wake_in is not None
+                        if not self._released.wait(decision.wake_in):
+                            self.outcome = OUTCOME_CAP
+                            self.log.warning(
+                                "ARR %s", cap_message(self.session_id, decision.new_total, self.policy.margin)
+                            )
+                        return
                 assert decision.wake_in is not None
                 wake_in = decision.wake_in
         except BaseException as exc:

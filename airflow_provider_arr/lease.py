@@ -148,6 +148,9 @@ class Decision:
     :param wake_in: wall-clock seconds until the next read, for ``extend`` and ``wait``.
     :param lease_left: how long the session has left (before an extension), on its clock.
     :param message: the decision in words, for the log.
+    :param final: for ``extend``: the new total is the cap, so no extension follows; ``wake_in`` is
+        then the time until ``margin`` before the cap, when the workload, if still running, is
+        known to outlive the cap (it is not raised to the read interval: no read is needed).
     """
 
     action: Action
@@ -155,6 +158,16 @@ class Decision:
     wake_in: float | None
     lease_left: timedelta
     message: str
+    final: bool = False
+
+
+def cap_message(session_id: str, cap: timedelta, left: timedelta) -> str:
+    """What the guard logs when the workload outlives the cap."""
+    return (
+        f"session {session_id} is still in use at its lease cap {format_timespan(cap)}: the workload "
+        f"outlives the cap, and the session will EXPIRE at the cap, in about "
+        f"{format_timespan(max(left, timedelta(0)))}; not extending further"
+    )
 
 
 def decide(
@@ -171,6 +184,16 @@ def decide(
     :param current: the session's current lease (a total since start).
     """
     left = current - elapsed
+    cap = policy.usable_cap
+    if status is SessionStatus.EXPIRED and current >= cap:
+        return Decision(
+            "cap",
+            None,
+            None,
+            left,
+            f"session {session_id} EXPIRED at its lease cap {format_timespan(cap)}: the workload outlived "
+            "the cap",
+        )
     if not status.is_active:
         return Decision("ended", None, None, left, f"session {session_id} is {status.value}: guard done")
     # 2021-01-01 reports whole minutes, rounded down: the session may be up to a unit further on.
@@ -186,21 +209,13 @@ def decide(
             f"session {session_id}: lease {format_timespan(current)}, {format_timespan(left)} left; "
             f"next look in {format_timespan(until_margin)}",
         )
-    cap = policy.usable_cap
     target = min(policy.round_up(elapsed + policy.step), cap)
     if target <= current:
-        expires_in = max(left, timedelta(0))
-        return Decision(
-            "cap",
-            None,
-            None,
-            left,
-            f"session {session_id} is still in use at its lease cap {format_timespan(cap)}: the workload "
-            f"outlives the cap, and the session will EXPIRE at the cap, in about "
-            f"{format_timespan(expires_in)} (elapsed {format_timespan(elapsed)}); not extending further",
-        )
-    wake_in = max(policy.min_interval, policy.real_seconds(target - elapsed - unseen - policy.margin))
-    capped = " (the cap)" if target == cap else ""
+        return Decision("cap", None, None, left, cap_message(session_id, cap, left))
+    final = target >= cap
+    wake_in = policy.real_seconds(target - elapsed - unseen - policy.margin)
+    wake_in = max(0.0, wake_in) if final else max(policy.min_interval, wake_in)
+    capped = " (the cap: no further extension)" if final else ""
     return Decision(
         "extend",
         target,
@@ -208,4 +223,5 @@ def decide(
         left,
         f"session {session_id}: {format_timespan(left)} left at elapsed {format_timespan(elapsed)}; "
         f"lease set to {format_timespan(target)} in total{capped}",
+        final,
     )

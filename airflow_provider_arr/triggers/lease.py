@@ -156,7 +156,9 @@ class ArrLeaseGuardTrigger(BaseTrigger):
                 else:
                     self.log.info("ARR lease guard: %s", decision.message)
                 assert decision.wake_in is not None
-                await asyncio.sleep(decision.wake_in)
+                # After the final extension (to the cap), the next read tells whether the workload
+                # outlives the cap; reads stay min_interval apart all the same.
+                await asyncio.sleep(max(decision.wake_in, policy.min_interval))
         except ArrError as exc:
             yield self._event(
                 EVENT_ERROR,

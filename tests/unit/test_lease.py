@@ -72,7 +72,9 @@ def test_whole_minutes_for_2021_and_the_cap_rounded_down() -> None:
 
 def test_2021_elapsed_is_rounded_down_so_the_guard_acts_a_minute_earlier() -> None:
     v1 = decide(policy(), session_id="s", status=READY, elapsed=10 * M, current=60 * M)
-    v2021 = decide(policy(api_version="2021-01-01"), session_id="s", status=READY, elapsed=10 * M, current=60 * M)
+    v2021 = decide(
+        policy(api_version="2021-01-01"), session_id="s", status=READY, elapsed=10 * M, current=60 * M
+    )
     assert v1.wake_in is not None and v2021.wake_in is not None
     assert v1.wake_in - v2021.wake_in == pytest.approx(60)
 
