@@ -85,7 +85,7 @@ def test_a_failing_guard_is_reported_not_swallowed(admin: Admin, caplog: pytest.
     session_id = hook.create_session(max_lease_time=FIRST_LEASE)
     admin.fault(operation="update", action="status", status=500)
     with (
-        pytest.raises(ArrError, match="lease guard of session .* failed") as info,
+        pytest.raises(ArrError, match=r"lease guard of session .* failed") as info,
         guard(hook, session_id) as g,
     ):
         deadline = time.monotonic() + 60
