@@ -33,6 +33,7 @@ from airflow_provider_arr.models import (
     validate_session_id,
     validate_size,
 )
+from airflow_provider_arr.ownership import record_owner
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -209,6 +210,7 @@ class ArrCreateSessionOperator(_ArrOperator):
         # tells the teardown its id) stops it before the error goes on.
         try:
             context["ti"].xcom_push(key="session_id", value=sid)
+            record_owner(context, sid, size=size, lease=lease)  # for the orphan sweep; never raises
             if self.wait_for_ready:
                 if self.deferrable:
                     self._defer(sid, poll_interval)
