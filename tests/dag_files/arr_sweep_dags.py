@@ -12,3 +12,11 @@ with DAG(
     "arr_test_sweep_leaky", schedule=None, start_date=datetime(2025, 1, 1), catchup=False
 ) as arr_test_sweep_leaky:
     ArrCreateSessionOperator(task_id="create", max_lease_time="2:00:00")
+
+# Three creates of one mapped task, each recording its session under its own key.
+with DAG(
+    "arr_test_sweep_leaky_mapped", schedule=None, start_date=datetime(2025, 1, 1), catchup=False
+) as arr_test_sweep_leaky_mapped:
+    ArrCreateSessionOperator.partial(task_id="create", max_lease_time="2:00:00").expand(
+        size=["standard", "premium", "standard"]
+    )

@@ -94,3 +94,20 @@ def test_the_sweep_dag_stops_only_the_orphans(sweep_dag: Any, admin: Admin) -> N
     for sid in (live, foreign):
         hook.ensure_stopped(sid)
     assert admin.active() == 0
+
+
+def test_each_mapped_create_leaves_its_own_record(sweep_dag: Any, admin: Admin) -> None:
+    from airflow.models.variable import Variable
+
+    from tests.dag_files.arr_sweep_dags import arr_test_sweep_leaky_mapped
+
+    state, _ = run(arr_test_sweep_leaky_mapped)
+    assert state == "success"
+    ids = [s["id"] for s in admin.state()["sessions"]]
+    assert len(ids) == 3
+    records = [OwnerRecord.from_json(Variable.get(record_key(sid))) for sid in ids]
+    assert sorted(r.map_index for r in records) == [0, 1, 2]
+    assert {r.size for r in records} == {"standard", "premium"}
+    state, _ = run(sweep_dag, dry_run=False, pace=0)
+    assert state == "success"
+    assert admin.active() == 0
