@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def stopped(admin: Admin) -> set[str]:
 
 
 @pytest.fixture
-def orphan_and_foreign() -> tuple[str, str]:
+def orphan_and_foreign() -> Iterator[tuple[str, str]]:
     """An orphan (its record names a run that does not exist) and a foreign session."""
     from airflow.models.variable import Variable
 

@@ -35,6 +35,7 @@ def running_run(dag_id: str, run_id: str) -> None:
     """Arrange a run that is still running (test set-up, straight into Airflow's models)."""
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
 
     now = datetime.now(timezone.utc)
     with create_session() as session:
@@ -43,7 +44,7 @@ def running_run(dag_id: str, run_id: str) -> None:
                 dag_id=dag_id,
                 run_id=run_id,
                 run_type="manual",
-                state="running",
+                state=DagRunState.RUNNING,
                 run_after=now,
                 start_date=now,
             )
