@@ -49,10 +49,16 @@ def guard(hook: ArrHook, session_id: str, **kw: Any) -> LeaseGuard:
 def test_a_workload_longer_than_the_first_lease_completes(admin: Admin) -> None:
     hook = ArrHook()
     session_id = hook.create_session(max_lease_time=FIRST_LEASE)
+    started = time.monotonic()
     with guard(hook, session_id) as g:
         time.sleep(10)  # 1000 emulated s: twice the first lease
+        guard_reads = admin.counts()["get"]
+        guarded_for = time.monotonic() - started
         assert hook.get_session(session_id).is_ready
     assert g.outcome == OUTCOME_RELEASED and g.error is None
+    # Reads no closer than 5 s apart (the first comes at once), one update per step.
+    assert guard_reads <= 1 + guarded_for / 5
+    assert admin.counts()["update"] == len(g.extensions)
     assert len(g.extensions) >= 2
     seen = emulated(admin, session_id)
     assert seen["lease_seconds"] == g.extensions[-1].total_seconds()
@@ -163,8 +169,10 @@ def test_trigger_serialization_round_trip() -> None:
 async def test_trigger_extends_until_the_teardown_stops_the_session(admin: Admin, api_version: str) -> None:
     hook = ArrHook()
     session_id = await asyncio.to_thread(hook.create_session, max_lease_time=FIRST_LEASE)
+    started = time.monotonic()
     task = asyncio.ensure_future(first_event(trigger_for(session_id, api_version, timedelta(hours=2))))
     await asyncio.sleep(10)  # the workload, longer than the first lease
+    assert admin.counts()["get"] <= 1 + (time.monotonic() - started) / 5
     assert emulated(admin, session_id)["status"] == "ready"
     await asyncio.to_thread(hook.ensure_stopped, session_id)  # the teardown
     event = await task
