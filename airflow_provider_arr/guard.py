@@ -16,11 +16,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_arr.exceptions import ArrConflictError, ArrError, ArrNotFoundError
+from airflow_provider_arr.exceptions import (
+    ArrConflictError,
+    ArrConnectionError,
+    ArrError,
+    ArrNotFoundError,
+    ArrServiceError,
+    ArrThrottledError,
+)
 from airflow_provider_arr.lease import (
     DEFAULT_MARGIN,
     DEFAULT_STEP,
@@ -39,6 +47,11 @@ OUTCOME_RELEASED = "released"  # the workload ended (the block was left)
 OUTCOME_ENDED = "ended"  # the session stopped, expired or failed while guarded
 OUTCOME_CAP = "cap"  # the lease reached the cap while the workload still ran
 OUTCOME_ERROR = "error"  # the guard could not read or extend the session
+
+#: Failures worth another try while the lease lasts (the hook has retried each call already).
+TRANSIENT_ERRORS = (ArrConnectionError, ArrServiceError, ArrThrottledError)
+#: Seconds of lease, beyond the wait before the next try, that make another try worth it.
+RETRY_SLACK = 1.0
 
 _log = logging.getLogger(__name__)
 
@@ -93,6 +106,8 @@ class LeaseGuard:
         self.extensions: list[timedelta] = []
         self._released = threading.Event()
         self._thread: threading.Thread | None = None
+        #: When (time.monotonic()) the session's lease runs out, as last known.
+        self._expires_at: float | None = None
 
     def start(self) -> LeaseGuard:
         """Start guarding (what entering the ``with`` block does)."""
@@ -151,61 +166,24 @@ class LeaseGuard:
     def _run(self) -> None:
         assert self.policy is not None
         try:
-            wake_in = 0.0
-            while not self._released.wait(wake_in):
+            wake_in: float | None = 0.0
+            while wake_in is not None and not self._released.wait(wake_in):
                 try:
-                    session = self.hook.get_session(self.session_id)
-                except ArrNotFoundError:
-                    self.outcome = OUTCOME_ENDED
-                    self.log.info("ARR session %s is unknown to the service: guard done", self.session_id)
-                    return
-                if self._released.is_set():
-                    return
-                if session.elapsed_time is None or session.max_lease_time is None:
-                    raise ArrError(
-                        f"session {self.session_id} reported no elapsed time or lease; cannot guard it",
-                        session_id=self.session_id,
+                    wake_in = self._step()
+                except TRANSIENT_ERRORS as exc:
+                    # The hook has retried already; try again while the lease still has time.
+                    left = self._expires_at - time.monotonic() if self._expires_at is not None else None
+                    if left is None or left <= self.policy.min_interval + RETRY_SLACK:
+                        raise
+                    self.log.warning(
+                        "ARR lease guard: could not read or extend session %s (%s); trying again in "
+                        "%.0f s (its lease has about %.0f s left)",
+                        self.session_id,
+                        exc,
+                        self.policy.min_interval,
+                        left,
                     )
-                decision = decide(
-                    self.policy,
-                    session_id=self.session_id,
-                    status=session.status,
-                    elapsed=session.elapsed_time,
-                    current=session.max_lease_time,
-                )
-                if decision.action == "ended":
-                    self.outcome = OUTCOME_ENDED
-                    self.log.info("ARR %s", decision.message)
-                    return
-                if decision.action == "cap":
-                    self.outcome = OUTCOME_CAP
-                    self.log.warning("ARR %s", decision.message)
-                    return
-                if decision.action == "extend":
-                    assert decision.new_total is not None
-                    if self._released.is_set():  # the workload ended during the read
-                        return
-                    try:
-                        self.hook.update_session(self.session_id, decision.new_total)
-                    except (ArrConflictError, ArrNotFoundError) as exc:
-                        # Stopped (by the teardown, or by hand) between the read and the update.
-                        self.outcome = OUTCOME_ENDED
-                        self.log.info("ARR session %s ended meanwhile (%s): guard done", self.session_id, exc)
-                        return
-                    self.extensions.append(decision.new_total)
-                    self.log.info("ARR lease guard: %s", decision.message)
-                    if decision.final:
-                        # No read needed: if the block still runs at margin before the cap, the
-                        # workload outlives the cap.
-                        assert decision.wake_in is not None
-                        if not self._released.wait(decision.wake_in):
-                            self.outcome = OUTCOME_CAP
-                            self.log.warning(
-                                "ARR %s", cap_message(self.session_id, decision.new_total, self.policy.margin)
-                            )
-                        return
-                assert decision.wake_in is not None
-                wake_in = decision.wake_in
+                    wake_in = self.policy.min_interval
         except BaseException as exc:
             self.error = exc
             self.outcome = OUTCOME_ERROR
@@ -216,3 +194,63 @@ class LeaseGuard:
                 exc,
                 exc_info=exc,
             )
+
+    def _step(self) -> float | None:
+        """One read, and an extension when due; the seconds until the next, or None when done."""
+        assert self.policy is not None
+        read_at = time.monotonic()
+        try:
+            session = self.hook.get_session(self.session_id)
+        except ArrNotFoundError:
+            self.outcome = OUTCOME_ENDED
+            self.log.info("ARR session %s is unknown to the service: guard done", self.session_id)
+            return None
+        if self._released.is_set():
+            return None
+        if session.elapsed_time is None or session.max_lease_time is None:
+            raise ArrError(
+                f"session {self.session_id} reported no elapsed time or lease; cannot guard it",
+                session_id=self.session_id,
+            )
+        decision = decide(
+            self.policy,
+            session_id=self.session_id,
+            status=session.status,
+            elapsed=session.elapsed_time,
+            current=session.max_lease_time,
+        )
+        self._expires_at = read_at + self.policy.real_seconds(decision.lease_left)
+        if decision.action == "ended":
+            self.outcome = OUTCOME_ENDED
+            self.log.info("ARR %s", decision.message)
+            return None
+        if decision.action == "cap":
+            self.outcome = OUTCOME_CAP
+            self.log.warning("ARR %s", decision.message)
+            return None
+        assert decision.wake_in is not None
+        if decision.action == "wait":
+            return decision.wake_in
+        assert decision.new_total is not None
+        if self._released.is_set():  # the workload ended during the read
+            return None
+        try:
+            self.hook.update_session(self.session_id, decision.new_total)
+        except (ArrConflictError, ArrNotFoundError) as exc:
+            # Stopped (by the teardown, or by hand) between the read and the update.
+            self.outcome = OUTCOME_ENDED
+            self.log.info("ARR session %s ended meanwhile (%s): guard done", self.session_id, exc)
+            return None
+        self._expires_at = read_at + self.policy.real_seconds(decision.new_total - session.elapsed_time)
+        self.extensions.append(decision.new_total)
+        self.log.info("ARR lease guard: %s", decision.message)
+        if decision.final:
+            # No read needed: if the block still runs at margin before the cap, the workload
+            # outlives the cap.
+            if not self._released.wait(decision.wake_in):
+                self.outcome = OUTCOME_CAP
+                self.log.warning(
+                    "ARR %s", cap_message(self.session_id, decision.new_total, self.policy.margin)
+                )
+            return None
+        return decision.wake_in

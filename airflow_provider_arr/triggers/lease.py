@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_arr.exceptions import ArrConflictError, ArrError, ArrNotFoundError
+from airflow_provider_arr.guard import RETRY_SLACK, TRANSIENT_ERRORS
 from airflow_provider_arr.hooks.arr import ArrHook
 from airflow_provider_arr.lease import MIN_READ_INTERVAL, LeasePolicy, decide
 from airflow_provider_arr.models import format_timespan, validate_session_id
@@ -106,16 +108,38 @@ class ArrLeaseGuardTrigger(BaseTrigger):
             }
         )
 
+    def _may_retry(self, exc: ArrError, expires_at: float | None, min_interval: float) -> bool:
+        """After a transient failure (the hook has retried already): try again while the lease lasts."""
+        left = expires_at - time.monotonic() if expires_at is not None else None
+        if left is None or left <= min_interval + RETRY_SLACK:
+            return False
+        self.log.warning(
+            "ARR lease guard: could not read or extend session %s (%s); trying again in %.0f s "
+            "(its lease has about %.0f s left)",
+            self.session_id,
+            exc,
+            min_interval,
+            left,
+        )
+        return True
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Read once per step, extend when due (httpx, no blocking call), until an outcome."""
         hook = ArrHook(arr_conn_id=self.arr_conn_id)
         lease: timedelta | None = None
         extensions = 0
+        expires_at: float | None = None  # time.monotonic() when the lease runs out, as last known
         try:
             policy = self.policy()
             while True:
+                read_at = time.monotonic()
                 try:
                     session = await hook.aget_session(self.session_id)
+                except TRANSIENT_ERRORS as exc:
+                    if not self._may_retry(exc, expires_at, policy.min_interval):
+                        raise
+                    await asyncio.sleep(policy.min_interval)
+                    continue
                 except ArrNotFoundError:
                     yield self._event(
                         EVENT_ENDED, f"session {self.session_id} is unknown to the service", lease, extensions
@@ -124,6 +148,7 @@ class ArrLeaseGuardTrigger(BaseTrigger):
                 if session.elapsed_time is None or session.max_lease_time is None:
                     raise ArrError(f"session {self.session_id} reported no elapsed time or lease")
                 lease = session.max_lease_time
+                expires_at = read_at + policy.real_seconds(session.max_lease_time - session.elapsed_time)
                 decision = decide(
                     policy,
                     session_id=self.session_id,
@@ -143,6 +168,11 @@ class ArrLeaseGuardTrigger(BaseTrigger):
                     assert decision.new_total is not None
                     try:
                         await aupdate_session(hook, self.session_id, decision.new_total)
+                    except TRANSIENT_ERRORS as exc:
+                        if not self._may_retry(exc, expires_at, policy.min_interval):
+                            raise
+                        await asyncio.sleep(policy.min_interval)
+                        continue
                     except (ArrConflictError, ArrNotFoundError) as exc:
                         message = (
                             f"session {self.session_id} ended before its lease could be extended ({exc})"
@@ -151,6 +181,7 @@ class ArrLeaseGuardTrigger(BaseTrigger):
                         yield self._event(EVENT_ENDED, message, lease, extensions)
                         return
                     lease = decision.new_total
+                    expires_at = read_at + policy.real_seconds(decision.new_total - session.elapsed_time)
                     extensions += 1
                     self.log.info("ARR lease guard: %s", decision.message)
                 else:

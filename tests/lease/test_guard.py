@@ -196,3 +196,43 @@ async def test_trigger_stops_at_the_cap(
     assert "EXPIRE" in event["message"] and "cap" in event["message"]
     assert emulated(admin, session_id)["lease_seconds"] == 20 * 60
     await asyncio.to_thread(hook.ensure_stopped, session_id)
+
+
+# -- a transient failure, while the lease still has time -----------------------------------------------
+
+#: The first extension fails through all of the hook's attempts (6), then the service recovers.
+FLAKY = {"operation": "update", "action": "status", "status": 503, "count": 6}
+ROOMY = {"step": timedelta(minutes=30), "margin": timedelta(minutes=18)}
+FIRST = "0:20:00"  # 12 s real, the first extension due at once: room for a second try
+
+
+def test_the_guard_tries_again_while_the_lease_lasts(admin: Admin, caplog: pytest.LogCaptureFixture) -> None:
+    hook = ArrHook()
+    session_id = hook.create_session(max_lease_time=FIRST)
+    admin.fault(**FLAKY)
+    caplog.set_level(logging.INFO)
+    with LeaseGuard(hook, session_id, cap=timedelta(hours=2), time_scale=SCALE, **ROOMY) as g:
+        deadline = time.monotonic() + 60
+        while not g.extensions and g.outcome is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert g.error is None and g.extensions, g.outcome
+    assert "trying again in 5 s" in caplog.text
+    hook.ensure_stopped(session_id)
+
+
+async def test_the_trigger_tries_again_while_the_lease_lasts(admin: Admin, api_version: str) -> None:
+    hook = ArrHook()
+    session_id = await asyncio.to_thread(hook.create_session, max_lease_time=FIRST)
+    admin.fault(**FLAKY)
+    trigger = ArrLeaseGuardTrigger(
+        session_id=session_id,
+        cap=timedelta(minutes=40).total_seconds(),
+        step=ROOMY["step"].total_seconds(),
+        margin=ROOMY["margin"].total_seconds(),
+        api_version=api_version,
+        time_scale=SCALE,
+    )
+    event = await first_event(trigger)
+    assert event["status"] == EVENT_CAP, event  # extended (after the retry) up to the cap
+    assert event["lease"] == "00:40:00"
+    await asyncio.to_thread(hook.ensure_stopped, session_id)
