@@ -143,6 +143,16 @@ def record_owner(
         )
 
 
+def forget_owner(session_id: str) -> None:
+    """Delete a session's record once it is stopped (for the stop operator); never raises."""
+    try:
+        from airflow.sdk import Variable
+
+        Variable.delete(record_key(session_id))
+    except Exception as exc:
+        _log.debug("no owner record of ARR session %s deleted: %s", session_id, exc)
+
+
 class OwnerStore(Protocol):
     """Where the sweep reads records and run states."""
 

@@ -112,3 +112,9 @@ def test_each_mapped_create_leaves_its_own_record(sweep_dag: Any, admin: Admin) 
     state, _ = run(sweep_dag, dry_run=False, pace=0)
     assert state == "success"
     assert admin.active() == 0
+
+
+def test_forget_owner_never_raises_outside_a_task() -> None:
+    from airflow_provider_arr.ownership import forget_owner
+
+    forget_owner("no-such-session")  # no Task SDK channel here: logged, not raised
