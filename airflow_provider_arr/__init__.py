@@ -39,7 +39,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Azure Remote Rendering",
-                "python-modules": ["airflow_provider_arr.operators.session"],
+                "python-modules": [
+                    "airflow_provider_arr.operators.session",
+                    "airflow_provider_arr.operators.lease",
+                ],
             }
         ],
         "sensors": [
@@ -51,8 +54,14 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Azure Remote Rendering",
-                "python-modules": ["airflow_provider_arr.triggers.session"],
+                "python-modules": [
+                    "airflow_provider_arr.triggers.session",
+                    "airflow_provider_arr.triggers.lease",
+                ],
             }
         ],
         "extra-links": [],
+        # Read by Airflow >= 3.2 (`airflow arr sessions ...`); older versions ignore it and use
+        # the console script `airflow-arr`.
+        "cli": ["airflow_provider_arr.cli.get_provider_cli_commands"],
     }

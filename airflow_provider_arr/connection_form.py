@@ -110,6 +110,12 @@ EXTRAS: tuple[Extra, ...] = (
         default=180,
     ),
     Extra(
+        "price_per_hour",
+        "Price per session-hour",
+        "What one session costs per hour; the orphan sweep reports the cost it ends (optional).",
+        kind="number",
+    ),
+    Extra(
         "verify",
         "TLS verification",
         "true (default), false, or the path of a CA bundle to trust.",

@@ -99,30 +99,39 @@ with DAG(
 
     @task
     def render(hostname: str, session_id: str, params: dict | None = None) -> dict:
-        """PLACEHOLDER for your rendering workload: replace the body with your client code.
+        """PLACEHOLDER for your rendering workload: replace the body of the ``with`` block.
 
-        It receives the session's hostname (from wait_ready) and id (from create); here it only
-        logs what a client would send, then checks the session is still ready, so that a lease
-        that expired during the work fails the step instead of passing silently.
+        It receives the session's hostname (from wait_ready) and id (from create). The work runs
+        under a lease guard: while the block runs, the session's lease is extended in steps of
+        15 minutes (never past a cap of 6 hours since the session started), so a render longer
+        than the lease does not lose its session; when the block ends, extending stops and the
+        teardown stops the session. Afterwards it checks the session is still ready, so that a
+        session that ended during the work fails the step instead of passing silently.
         """
         import logging
         import time
+        from datetime import timedelta
 
         from airflow_provider_arr.exceptions import ArrSessionFailedError
+        from airflow_provider_arr.guard import LeaseGuard
         from airflow_provider_arr.hooks.arr import ArrHook
 
         log = logging.getLogger("airflow.task")
         params = params or {}
-        log.info(
-            "render placeholder: would connect to %s and render models %s (session %s)",
-            hostname,
-            params.get("models"),
-            session_id,
-        )
-        time.sleep(float(params.get("render_seconds") or 0))
-        if params.get("simulate_render_failure"):
-            raise RuntimeError(f"render failed on purpose (simulate_render_failure), session {session_id}")
-        session = ArrHook().get_session(session_id)
+        hook = ArrHook()
+        with LeaseGuard(hook, session_id, step=timedelta(minutes=15), cap=timedelta(hours=6), logger=log):
+            log.info(
+                "render placeholder: would connect to %s and render models %s (session %s)",
+                hostname,
+                params.get("models"),
+                session_id,
+            )
+            time.sleep(float(params.get("render_seconds") or 0))
+            if params.get("simulate_render_failure"):
+                raise RuntimeError(
+                    f"render failed on purpose (simulate_render_failure), session {session_id}"
+                )
+        session = hook.get_session(session_id)
         if not session.is_ready:
             raise ArrSessionFailedError(
                 f"session {session_id} is {session.status.value} after rendering: {session.message or ''}",

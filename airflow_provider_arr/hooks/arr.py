@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     import requests
     from airflow.sdk import Connection
 
+    from airflow_provider_arr.guard import LeaseGuard
+
 
 class ArrHook(BaseHook):
     """Talk to the Azure Remote Rendering session API (or the bundled emulator).
@@ -235,6 +237,19 @@ class ArrHook(BaseHook):
         self.log.info("ARR %s", outcome)
         return outcome
 
+    def lease_guard(self, session_id: str, **kwargs: Any) -> LeaseGuard:
+        """Keep ``session_id``'s lease ahead of the work done inside a ``with`` block, up to a cap.
+
+        See :class:`airflow_provider_arr.guard.LeaseGuard` for the arguments (``cap``, ``step``,
+        ``margin``)::
+
+            with ArrHook().lease_guard(session_id, cap="6:00:00"):
+                render(session_id)
+        """
+        from airflow_provider_arr.guard import LeaseGuard
+
+        return LeaseGuard(self, session_id, **kwargs)
+
     def test_connection(self) -> tuple[bool, str]:
         """Get a token and list sessions; used by the UI's Test button."""
         try:
@@ -253,6 +268,14 @@ class ArrHook(BaseHook):
         """Read a session without blocking the event loop (httpx)."""
         transport = await self.async_transport()
         return await transport.drive(transport.protocol.get_session(validate_session_id(session_id)))
+
+    async def aupdate_session(self, session_id: str, max_lease_time: timedelta | str) -> None:
+        """:meth:`update_session` without blocking the event loop (httpx)."""
+        session_id = validate_session_id(session_id)
+        lease = validate_lease(max_lease_time)
+        transport = await self.async_transport()
+        await transport.drive(transport.protocol.update_session(session_id, lease))
+        self.log.info("ARR session %s lease set to %s in total", session_id, format_timespan(lease))
 
     async def aensure_stopped(self, session_id: str) -> str:
         """:meth:`ensure_stopped` without blocking the event loop (httpx)."""

@@ -24,6 +24,7 @@ from airflow_provider_arr.models import (
     validate_session_id,
     validate_size,
 )
+from airflow_provider_arr.ownership import record_owner
 from airflow_provider_arr.readiness import hostname_from_event, poll_ready
 
 if TYPE_CHECKING:
@@ -179,6 +180,10 @@ class ArrCreateSessionOperator(_ArrOperator):
         # tells the teardown its id) stops it before the error goes on.
         try:
             ti.xcom_push(key="session_id", value=sid)
+            # For the orphan sweep; never raises.
+            record_owner(
+                context, sid, size=validate_size(self.size), lease=validate_lease(self.max_lease_time)
+            )
             if self.wait_for_ready:
                 if self.deferrable:
                     self._defer(sid, poll_interval)

@@ -34,7 +34,8 @@ def test_each_create_has_a_teardown_stop(path: Path) -> None:
     for dag in bag.dags.values():
         creates = [t for t in dag.tasks if isinstance(t, ArrCreateSessionOperator)]
         stops = [t for t in dag.tasks if isinstance(t, ArrStopSessionOperator)]
-        assert creates, f"{dag.dag_id} has no create"
+        if dag.dag_id != "arr_session_sweep":  # the sweep stops sessions; it creates none
+            assert creates, f"{dag.dag_id} has no create"
         for create in creates:
             teardowns = [s for s in stops if s.is_teardown and create.task_id in s.upstream_task_ids]
             assert teardowns, f"{dag.dag_id}: {create.task_id} has no teardown stop"
