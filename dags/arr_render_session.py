@@ -118,6 +118,7 @@ with DAG(
 
         log = logging.getLogger("airflow.task")
         params = params or {}
+        # [START howto_lease_guard_context]
         hook = ArrHook()
         with LeaseGuard(hook, session_id, step=timedelta(minutes=15), cap=timedelta(hours=6), logger=log):
             log.info(
@@ -132,6 +133,7 @@ with DAG(
                     f"render failed on purpose (simulate_render_failure), session {session_id}"
                 )
         session = hook.get_session(session_id)
+        # [END howto_lease_guard_context]
         if not session.is_ready:
             raise ArrSessionFailedError(
                 f"session {session_id} is {session.status.value} after rendering: {session.message or ''}",

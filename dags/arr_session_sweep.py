@@ -77,6 +77,7 @@ with DAG(
 
         log = logging.getLogger("airflow.task")
         params = params or {}
+        # [START howto_sweep_task]
         settings = SweepParams.build(
             dry_run=params.get("dry_run", True),
             max_age=params.get("max_age"),
@@ -85,6 +86,7 @@ with DAG(
         )
         store = TaskSdkStore()
         report = run_sweep(ArrHook(), store, settings, pace=float(params.get("pace", 5)), log=log)
+        # [END howto_sweep_task]
         if not settings.dry_run:
             active = [j.session.session_id for j in report.judgements if j.session.status.is_active]
             pruned = prune_records(store, active)

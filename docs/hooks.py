@@ -1,9 +1,10 @@
 """MkDocs hooks: what the pages take from the code, so that they cannot drift from it.
 
-* ``--8<-- "path/to/file.py:name"`` includes the lines between ``# [START name]`` and
-  ``# [END name]`` of a repository file (the markers Airflow's own docs use), dedented. A file or
-  section that does not exist fails the build. Whole-file includes (``--8<-- "CHANGELOG.md"``) are
-  left to ``pymdownx.snippets``.
+* ``--8<-- "path/to/file.py:name"``, alone on a line, becomes a Python code block of the lines
+  between ``# [START name]`` and ``# [END name]`` of that repository file (the markers Airflow's
+  own docs use), dedented and titled with the file's path. A file or section that does not exist
+  fails the build. Whole-file includes (``--8<-- "CHANGELOG.md"``) are left to
+  ``pymdownx.snippets``.
 * ``<!-- arr:extras-table -->`` becomes the table of every connection extra, generated from
   ``airflow_provider_arr/connection_form.py`` (``EXTRAS``, which the connection form and the client
   read too).
@@ -27,7 +28,7 @@ REPORT_INCLUDE = re.compile(r"^<!-- arr:report (?P<path>\S+\.md) -->[ \t]*$", re
 PLOTS = ROOT / "benchmarks" / "plots"
 PLOTS_URI = "bench/plots"
 SECTION_INCLUDE = re.compile(
-    r'^(?P<indent>[ \t]*)--8<-- "(?P<path>[^":]+\.py):(?P<name>[A-Za-z0-9_\-]+)"\s*$', re.M
+    r'^(?P<indent>[ \t]*)--8<-- "(?P<path>[^":]+\.py):(?P<name>[A-Za-z0-9_\-]+)"[ \t]*$', re.M
 )
 COMPAT_STANDIN = """# Compatibility
 
@@ -94,8 +95,8 @@ def expand(markdown: str) -> str:
     """Apply the section and report includes and the extras table to one page's Markdown."""
 
     def include(match: re.Match[str]) -> str:
-        text = section(match["path"], match["name"])
-        return textwrap.indent(text, match["indent"]) if match["indent"] else text
+        block = f'```python title="{match["path"]}"\n{section(match["path"], match["name"])}\n```'
+        return textwrap.indent(block, match["indent"]) if match["indent"] else block
 
     markdown = SECTION_INCLUDE.sub(include, markdown)
     markdown = REPORT_INCLUDE.sub(lambda m: report(m["path"]), markdown)

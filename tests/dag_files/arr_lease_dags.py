@@ -30,6 +30,7 @@ def _guarded_dag(dag_id: str, bash_command: str) -> DAG:
     with DAG(
         dag_id, schedule=None, start_date=datetime(2025, 1, 1), catchup=False, default_args={"retries": 0}
     ) as dag:
+        # [START howto_lease_guard_operator]
         create = ArrCreateSessionOperator(task_id="create", max_lease_time="1:00:00")
         wait = ArrSessionReadySensor(task_id="wait", session_id=SESSION_ID, poll_interval=5, timeout=120)
         render = BashOperator(task_id="render", bash_command=bash_command)
@@ -39,12 +40,13 @@ def _guarded_dag(dag_id: str, bash_command: str) -> DAG:
             step="0:15:00",
             margin="0:03:00",
             cap=CAP,
-            time_scale=100,
+            time_scale=100,  # the tests' emulator clock; leave it out with the service
         )
         stop = ArrStopSessionOperator(task_id="stop", session_id=SESSION_ID)
         create >> wait >> [render, guard]
         render >> stop
         stop.as_teardown(setups=create)
+        # [END howto_lease_guard_operator]
     return dag
 
 
