@@ -115,13 +115,16 @@ def test_429_is_retried_honouring_retry_after(admin: Admin, retry_after: int | N
     hook.stop_session(session_id)
 
 
-def test_429_storm_gives_up_with_a_throttled_error(admin: Admin) -> None:
-    hook = ArrHook(retry_limit=3, retry_wait_max=0.2)
+def test_429_storm_is_waited_out_for_the_throttle_budget_not_an_attempt_count(admin: Admin) -> None:
+    hook = ArrHook(retry_limit=2, retry_wait_max=0.2, throttle_timeout=2)
     session_id = hook.create_session()
     admin.fault(operation="get", action="status", status=429, retry_after=None)
     with pytest.raises(ArrThrottledError) as info:
         hook.get_session(session_id)
     assert info.value.http_status == 429 and info.value.ms_cv
+    assert info.value.throttled > 2, "more 429s than retry_limit: the budget is time, not attempts"
+    assert info.value.waited is not None and info.value.waited <= 2
+    assert "still throttled after" in str(info.value) and "throttle_timeout" in str(info.value)
     admin.clear_faults()
     hook.stop_session(session_id)
 
