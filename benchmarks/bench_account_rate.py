@@ -188,9 +188,9 @@ class HookSource:
         self.hook = ArrHook(arr_conn_id=conn_id)
 
     async def list_active(self) -> tuple[Sequence[Any], int]:
-        client = await self.hook._async_client()
+        client = await self.hook.async_transport()
         pages = [0]
-        sessions = await client.run(_count_list_pages(client.protocol.list_sessions(), pages))
+        sessions = await client.drive(_count_list_pages(client.protocol.list_sessions(), pages))
         return [s for s in sessions if s.status.is_active], pages[0]
 
     async def get(self, session_id: str) -> Any:

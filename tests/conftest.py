@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,48 +47,77 @@ API_VERSIONS = ("v1", "2021-01-01")
 
 
 class Admin:
-    """The emulator's admin API, for arranging faults and reading what happened."""
+    """The emulator's admin API (``/_emulator``), for arranging faults and reading what happened.
 
-    def __init__(self, url: str) -> None:
+    The one admin client of every test directory. The helpers check the status and return the
+    JSON answer; :meth:`request` returns the raw answer, for tests of the admin API itself.
+
+    :param url: the emulator's base URL.
+    :param token: the admin token to send (``Authorization: Bearer``), if the emulator has one.
+    :param ca_bundle: the CA file to trust when the emulator serves https.
+    """
+
+    def __init__(self, url: str, *, token: str | None = None, ca_bundle: str | None = None) -> None:
         self.url = url.rstrip("/") + "/_emulator"
-        # No pooled session: an idle keep-alive connection is closed by uvicorn after 5 s, and a
-        # call racing that close would fail for reasons unrelated to the test.
-        self.http = requests
+        self.token = token
+        self.verify: str | bool = ca_bundle or True
+
+    @classmethod
+    def of(cls, server: EmulatorServer) -> Admin:
+        """The admin API of an in-process emulator (its admin token and CA included)."""
+        return cls(server.url, token=server.config.admin_token, ca_bundle=server.ca_bundle)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """``method`` on ``/_emulator{path}``, with the admin token if there is one."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if self.token is not None:
+            headers.setdefault("Authorization", f"Bearer {self.token}")
+        # No pooled session: every call on a fresh connection, so that none races a server restart.
+        return requests.request(
+            method, f"{self.url}{path}", headers=headers, verify=self.verify, timeout=10, **kwargs
+        )
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        answer = self.request(method, path, **kwargs)
+        answer.raise_for_status()
+        return answer.json()
 
     def state(self) -> dict[str, Any]:
-        return self.http.get(f"{self.url}/state", timeout=10).json()
+        return dict(self._json("GET", "/state"))
 
     def active(self) -> int:
         return int(self.state()["active"])
 
     def counts(self) -> dict[str, int]:
-        return self.state()["counts"]
+        return dict(self.state()["counts"])
 
-    def config(self, **knobs: Any) -> None:
-        self.http.post(f"{self.url}/config", json=knobs, timeout=10).raise_for_status()
+    def config(self, **knobs: Any) -> dict[str, Any]:
+        """Change knobs at runtime (none: just read them); returns every knob."""
+        if not knobs:
+            return dict(self._json("GET", "/config"))
+        return dict(self._json("POST", "/config", json=knobs))
 
-    def fault(self, **rule: Any) -> None:
-        self.http.post(f"{self.url}/faults", json=rule, timeout=10).raise_for_status()
+    def fault(self, **rule: Any) -> dict[str, Any]:
+        """Add a fault rule; returns it as the emulator stored it (with its id)."""
+        return dict(self._json("POST", "/faults", json=rule))
 
-    def clear_faults(self) -> None:
-        self.http.delete(f"{self.url}/faults", timeout=10).raise_for_status()
+    def clear_faults(self) -> int:
+        return int(self._json("DELETE", "/faults")["removed"])
 
-    def force(self, session_id: str, status: str, message: str | None = None) -> None:
-        self.http.post(
-            f"{self.url}/sessions/{session_id}/status",
-            json={"status": status, "message": message},
-            timeout=10,
-        ).raise_for_status()
+    def force(self, session_id: str, status: str, message: str | None = None) -> dict[str, Any]:
+        return dict(
+            self._json("POST", f"/sessions/{session_id}/status", json={"status": status, "message": message})
+        )
 
-    def expire_tokens(self) -> None:
-        self.http.post(f"{self.url}/tokens/expire", timeout=10).raise_for_status()
+    def expire_tokens(self) -> int:
+        return int(self._json("POST", "/tokens/expire")["expired"])
 
     def reset(self) -> None:
-        self.http.post(f"{self.url}/reset", timeout=10).raise_for_status()
+        self._json("POST", "/reset")
 
     def advance(self, seconds: float) -> None:
         """Move the emulated clock ``seconds`` ahead."""
-        self.http.post(f"{self.url}/clock/advance", json={"seconds": seconds}, timeout=10).raise_for_status()
+        self._json("POST", "/clock/advance", json={"seconds": seconds})
 
 
 def connection_json(url: str, *, api_version: str = "v1", **extra: Any) -> str:
@@ -103,19 +133,25 @@ def connection_json(url: str, *, api_version: str = "v1", **extra: Any) -> str:
     )
 
 
+#: The knobs every emulator of ``emulator_factory`` starts with, unless a test gives others:
+#: sessions start in 30 emulated seconds (0.3 s of real time) and stop in 5 (50 ms).
+EMULATOR_DEFAULTS: dict[str, Any] = {"startup_delay": 30.0, "stop_delay": 5.0, "time_scale": 100.0}
+
+
 @pytest.fixture
 def emulator_factory() -> Iterator[Callable[..., EmulatorServer]]:
-    """Start emulators with given knobs (fast clock by default); all are stopped afterwards."""
+    """Start in-process emulators on port 0; all are stopped afterwards.
+
+    ``factory(tls=False, host="127.0.0.1", **knobs)``: the knobs of :class:`EmulatorConfig` over
+    :data:`EMULATOR_DEFAULTS`, for the test account (:data:`ACCOUNT_ID`, :data:`ACCOUNT_KEY`).
+    """
     servers: list[EmulatorServer] = []
 
-    def start(**knobs: Any) -> EmulatorServer:
-        knobs.setdefault("startup_delay", 30)
-        knobs.setdefault("stop_delay", 5)
-        knobs.setdefault("time_scale", 100)
-        server = EmulatorServer(EmulatorConfig(account_id=ACCOUNT_ID, account_key=ACCOUNT_KEY, **knobs))
-        server.start()
+    def start(*, tls: bool = False, host: str = "127.0.0.1", **knobs: Any) -> EmulatorServer:
+        knobs = {"account_id": ACCOUNT_ID, "account_key": ACCOUNT_KEY, **EMULATOR_DEFAULTS, **knobs}
+        server = EmulatorServer(EmulatorConfig(**knobs), host=host, tls=tls)
         servers.append(server)
-        return server
+        return server.start()
 
     yield start
     for server in servers:
@@ -124,14 +160,28 @@ def emulator_factory() -> Iterator[Callable[..., EmulatorServer]]:
 
 @pytest.fixture
 def emulator(emulator_factory: Callable[..., EmulatorServer]) -> EmulatorServer:
-    """One emulator: sessions start in 30 emulated seconds, 0.3 s of real time."""
+    """One emulator with the default knobs."""
     return emulator_factory()
 
 
 @pytest.fixture
 def admin(emulator: EmulatorServer) -> Admin:
     """The admin API of the ``emulator`` fixture."""
-    return Admin(emulator.url)
+    return Admin.of(emulator)
+
+
+@pytest.fixture
+def example_dag() -> Any:
+    """A fresh copy of the example DAG (``dags/arr_render_session.py``): dag.test() renders
+    templates into the task objects in place, so a DAG object reused across runs would keep the
+    previous run's params."""
+    sys.path.insert(0, str(_REPO / "dags"))
+    try:
+        sys.modules.pop("arr_render_session", None)
+        import arr_render_session
+    finally:
+        sys.path.remove(str(_REPO / "dags"))
+    return arr_render_session.dag
 
 
 @pytest.fixture(params=API_VERSIONS)

@@ -7,6 +7,7 @@ Prints one line, ``ARR emulator listening on <url> (account <id>)``, once it acc
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import sys
@@ -16,9 +17,11 @@ from pathlib import Path
 from uvicorn.config import LOGGING_CONFIG
 
 from .app import create_app
-from .config import DEFAULT_ACCOUNT_ID, DEFAULT_ACCOUNT_KEY, EmulatorConfig
+from .config import ADMIN_TOKEN_ENV, DEFAULT_ACCOUNT_ID, DEFAULT_ACCOUNT_KEY, STATE_FILE_ENV, EmulatorConfig
+from .gate import is_loopback
 from .server import UvicornServer, base_url, bind_socket, uvicorn_config
 from .state import EmulatorState
+from .statefile import StateFileError
 from .tls import TlsFiles, make_certificate
 
 
@@ -56,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tls", action="store_true", help="serve https with a self-signed certificate made at start")
     add("--tls-cert", type=Path, default=None, help="serve https with this certificate (PEM)")
     add("--tls-key", type=Path, default=None, help="... and this private key (PEM)")
+    add(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="keep sessions, tokens and the emulated clock in this JSON file across restarts "
+        f"(written on every change, read at start; env {STATE_FILE_ENV}); in memory only if unset",
+    )
+    add(
+        "--admin-token",
+        default=None,
+        help="require 'Authorization: Bearer TOKEN' on every /_emulator call; needed for the admin "
+        f"API on a non-loopback address (prefer env {ADMIN_TOKEN_ENV}: a command line is visible "
+        "to every user)",
+    )
     add("--access-log", action="store_true", help="log every request")
     add("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     return parser
@@ -65,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the emulator until SIGINT/SIGTERM; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Options given on the command line win over the environment; an empty variable is unset.
+    state_file: Path | None = args.state_file
+    if state_file is None and os.environ.get(STATE_FILE_ENV):
+        state_file = Path(os.environ[STATE_FILE_ENV])
     try:
         config = EmulatorConfig(
             account_id=args.account_id,
@@ -82,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             page_size=args.page_size,
             seed=args.seed,
             region=args.region,
+            state_file=state_file,
+            admin_token=args.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -95,11 +118,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ARR emulator CA bundle: {tls.ca_bundle}", flush=True)
 
     try:
+        state = EmulatorState(config, listen_host=args.host)
+    except StateFileError as exc:
+        print(f"arr-emulator: {exc}", file=sys.stderr)
+        return 1
+    try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:
         print(f"arr-emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    app = create_app(state=EmulatorState(config))
+    if config.admin_token is None and not is_loopback(args.host):
+        print(
+            f"arr-emulator: the admin API (/_emulator) is disabled: listening on {args.host} "
+            f"without an admin token (set --admin-token or {ADMIN_TOKEN_ENV} to enable it)",
+            file=sys.stderr,
+        )
+    app = create_app(state=state)
 
     def announce(sockets: list[socket.socket]) -> None:
         url = base_url(args.host, sock.getsockname()[1], tls is not None)

@@ -465,8 +465,7 @@ def _add_admin_routes(app: FastAPI, state: EmulatorState) -> None:
         seconds = (await _json(request)).get("seconds")
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
             raise bad_request("Expected {'seconds': number >= 0} (emulated seconds).")
-        with state.lock:
-            state.clock.advance(float(seconds))
+        state.advance_clock(float(seconds))
         return json_response(200, {"emulated_time": state.snapshot()["emulated_time"]})
 
 

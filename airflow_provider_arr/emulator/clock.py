@@ -9,6 +9,8 @@ from collections.abc import Callable
 class EmulatedClock:
     """``now() = t0 + real_elapsed * time_scale``, in epoch seconds.
 
+    ``t0`` is the wall-clock time at creation, or ``start`` (an emulated time to resume from).
+
     Changing the scale or advancing the clock never makes it jump backwards: both re-anchor it at
     the current emulated time.
     """
@@ -17,13 +19,14 @@ class EmulatedClock:
         self,
         time_scale: float = 1.0,
         *,
+        start: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._monotonic = monotonic
         self._scale = time_scale
         self._real0 = monotonic()
-        self._emulated0 = wall()
+        self._emulated0 = wall() if start is None else start
 
     @property
     def time_scale(self) -> float:

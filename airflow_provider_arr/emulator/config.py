@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 DEFAULT_ACCOUNT_ID = "00000000-0000-0000-0000-000000000001"
 DEFAULT_ACCOUNT_KEY = "emulator-account-key-not-a-secret"
+#: Environment variables the command line reads when its option is not given.
+STATE_FILE_ENV = "ARR_EMULATOR_STATE_FILE"
+ADMIN_TOKEN_ENV = "ARR_EMULATOR_ADMIN_TOKEN"
 
 # The JSON type each knob takes in POST /_emulator/config, and whether null is allowed.
 _FLOAT, _INT, _STR, _BOOL = "number", "integer", "string", "boolean"
@@ -55,6 +59,12 @@ class EmulatorConfig:
     :param page_size: sessions per page of the 2021-01-01 list.
     :param seed: seed of the random draws (``error_rate``, fault probabilities), for repeatable runs.
     :param region: the region named in session hostnames.
+    :param state_file: keep sessions, tokens and the emulated clock in this JSON file (written on
+        every change, read at start), so that they survive a restart; ``None`` keeps them in
+        memory only. Not a runtime knob.
+    :param admin_token: if set, every ``/_emulator`` call must send ``Authorization: Bearer
+        <admin_token>``; required for the admin API when listening on a non-loopback address.
+        Never shown: not in ``repr``, :meth:`to_dict`, the admin API or the state file.
     """
 
     account_id: str = DEFAULT_ACCOUNT_ID
@@ -72,8 +82,12 @@ class EmulatorConfig:
     page_size: int = 10
     seed: int | None = None
     region: str = "westus2"
+    state_file: Path | None = None
+    admin_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.state_file, str):
+            object.__setattr__(self, "state_file", Path(self.state_file))
         problems = self._problems()
         if problems:
             raise ValueError("invalid emulator configuration: " + "; ".join(problems))
@@ -104,11 +118,21 @@ class EmulatorConfig:
             problems.append("page_size must be >= 1")
         if not self.region or not self.region.isalnum():
             problems.append("region must be a non-empty alphanumeric name")
+        token = self.admin_token
+        if token is not None and (not token or token != token.strip()):
+            problems.append("admin_token must be non-empty, without leading or trailing spaces")
         return problems
 
     def to_dict(self) -> dict[str, Any]:
-        """The knobs as a JSON-ready dict (the account key included: it is the emulator's own)."""
-        return dataclasses.asdict(self)
+        """The knobs as a JSON-ready dict (the account key included: it is the emulator's own).
+
+        ``admin_token`` is left out, ``state_file`` is a string or ``None``.
+        """
+        values = dataclasses.asdict(self)
+        del values["admin_token"]
+        if self.state_file is not None:
+            values["state_file"] = str(self.state_file)
+        return values
 
     def updated(self, changes: Mapping[str, Any]) -> EmulatorConfig:
         """A copy with ``changes`` (JSON values, as POST /_emulator/config receives them) applied.

@@ -1,5 +1,6 @@
-"""The outermost ASGI layer: MS-CV on every answer, then, for ARR and STS calls, slowness, fault
-rules, throttling, random errors and token checks, before the routes see the request.
+"""The outermost ASGI layer: MS-CV on every answer; for admin calls, the admin token check; for
+ARR and STS calls, slowness, fault rules, throttling, random errors and token checks, before the
+routes see the request.
 
 It runs as raw ASGI rather than as Starlette middleware, both because it is on every call's path
 and because dropping a connection needs the server's own ``send``.
@@ -8,6 +9,8 @@ and because dropping a connection needs the server's own ``send``.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
 import math
 import re
@@ -46,6 +49,12 @@ for _method, _path, _operation in (
     _ROUTES.setdefault(_method, []).append((re.compile(_path), _operation))
 
 ADMIN_PREFIX = "/_emulator"
+ADMIN_CHALLENGE = 'Bearer realm="arr-emulator-admin"'
+ADMIN_HOW_TO = (
+    "start the emulator with --admin-token TOKEN (or the environment variable "
+    "ARR_EMULATOR_ADMIN_TOKEN=TOKEN) and send 'Authorization: Bearer TOKEN' with every "
+    "/_emulator call"
+)
 _UNCOUNTED = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/favicon.ico"})
 
 
@@ -56,6 +65,44 @@ def classify(method: str, path: str) -> tuple[str, str] | None:
         if match:
             return operation, match.group(1)
     return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` only accepts connections from this machine."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def admin_rejection(state: EmulatorState, authorization: bytes | None) -> ApiError | None:
+    """Why an admin call with this ``Authorization`` header is refused, or ``None`` if it is not.
+
+    With an admin token configured, the call must carry it as a bearer token. Without one, the
+    admin API is open on a loopback address and closed on any other.
+    """
+    token = state.config.admin_token
+    if token is None:
+        host = state.listen_host
+        if host is None or is_loopback(host):
+            return None
+        return ApiError(
+            401,
+            f"The admin API is disabled: the emulator listens on {host or 'every interface'} "
+            f"without an admin token. To enable it, {ADMIN_HOW_TO}.",
+            headers={"WWW-Authenticate": ADMIN_CHALLENGE},
+        )
+    scheme, _, given = (authorization or b"").partition(b" ")
+    if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token.encode()):
+        return None
+    return ApiError(
+        401,
+        "The admin API needs the admin token: send 'Authorization: Bearer TOKEN' with the token "
+        "the emulator was started with (--admin-token or ARR_EMULATOR_ADMIN_TOKEN).",
+        headers={"WWW-Authenticate": ADMIN_CHALLENGE},
+    )
 
 
 async def _discard(message: Message) -> None:
@@ -113,6 +160,11 @@ class Gate:
             await send(message)
 
         path: str = scope["path"]
+        if path.startswith(ADMIN_PREFIX):
+            refused = admin_rejection(self.state, _header(scope, b"authorization"))
+            if refused is not None:
+                await send_error(send_with_cv, refused.status, refused.message, refused.headers)
+                return
         if path.startswith(ADMIN_PREFIX) or path in _UNCOUNTED:
             await self._app(scope, receive, send_with_cv, lambda: started)
             return

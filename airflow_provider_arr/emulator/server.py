@@ -15,16 +15,17 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any
 
 import uvicorn
 
 from .app import create_app
-from .config import EmulatorConfig
+from .config import ADMIN_TOKEN_ENV, STATE_FILE_ENV, EmulatorConfig
 from .state import EmulatorState
 from .tls import TlsFiles, make_certificate
+from .tokens import TokenRegistry
 
 LISTENING_RE = re.compile(r"listening on (https?://\S+)")
 CA_BUNDLE_RE = re.compile(r"CA bundle: (\S+)")
@@ -152,6 +153,7 @@ class EmulatorServer:
     :param tls: serve https with a certificate made on the spot (see :attr:`ca_bundle`).
     :param tls_files: serve https with these files instead.
     :param access_log: log every request (uvicorn's access log).
+    :raises StateFileError: if ``config.state_file`` exists but cannot be read or understood.
     """
 
     def __init__(
@@ -173,7 +175,7 @@ class EmulatorServer:
             self.tls_files = make_certificate(_cert_hosts(host))
             # Made for this server: removed with it (not at stop, which restart() follows).
             weakref.finalize(self, shutil.rmtree, self.tls_files.ca_bundle.parent, ignore_errors=True)
-        self.state = EmulatorState(self.config)
+        self.state = EmulatorState(self.config, listen_host=host)
         self.app = create_app(state=self.state)
         self._server: UvicornServer | None = None
         self._thread: threading.Thread | None = None
@@ -237,18 +239,19 @@ class EmulatorServer:
         self._server = self._thread = None
 
     def restart(self, *, keep_tokens: bool = True) -> EmulatorServer:
-        """Stop, then serve again on the same port with a fresh state, as a restarted emulator.
+        """Stop, then serve again on the same port with a new state, as a restarted emulator.
 
-        Sessions, counters, fault rules and runtime knob changes are gone.
+        Counters, fault rules and runtime knob changes are gone. Sessions are gone too, unless the
+        config has a ``state_file``: then they are read back from it, and the emulated clock went
+        on running while the server was down, as the real service's would.
 
         :param keep_tokens: whether tokens issued before stay valid (the STS is a separate service
             in the real world, unaffected by a restart of the session service).
         """
         self.stop()
         tokens = self.state.tokens
-        self.state = EmulatorState(self.config)
-        if keep_tokens:
-            self.state.tokens = tokens
+        self.state = EmulatorState(self.config, listen_host=self.host)
+        self.state.adopt_tokens(tokens if keep_tokens else TokenRegistry())
         self.app = create_app(state=self.state)
         return self.start()
 
@@ -273,7 +276,8 @@ def _cert_hosts(host: str) -> tuple[str, ...]:
 
 
 def config_to_args(config: EmulatorConfig) -> list[str]:
-    """The ``arr-emulator`` command-line flags that reproduce ``config``."""
+    """The ``arr-emulator`` command-line flags that reproduce ``config`` (but ``admin_token``,
+    which goes in the environment: a command line is visible to every user of the machine)."""
     args: list[str] = []
     for name, value in config.to_dict().items():
         flag = "--" + name.replace("_", "-")
@@ -294,6 +298,8 @@ class EmulatorProcess:
     :param tls: serve https with a certificate made by the child (see :attr:`ca_bundle`).
     :param extra_args: more flags (e.g. ``["--access-log"]``).
     :param stderr: where the child's log goes (inherited by default).
+    :param env: environment variables to set for the child (after those this process passes on;
+        ``ARR_EMULATOR_STATE_FILE`` and ``ARR_EMULATOR_ADMIN_TOKEN`` come from ``config`` or here).
     """
 
     def __init__(
@@ -305,6 +311,7 @@ class EmulatorProcess:
         tls: bool = False,
         extra_args: Sequence[str] = (),
         stderr: int | IO[Any] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config or EmulatorConfig()
         self.command = [
@@ -320,6 +327,7 @@ class EmulatorProcess:
             *extra_args,
         ]
         self.stderr = stderr
+        self.env = dict(env or {})
         self.process: subprocess.Popen[str] | None = None
         self.url: str | None = None
         self.ca_bundle: str | None = None
@@ -330,6 +338,12 @@ class EmulatorProcess:
         :raises RuntimeError: if it exits or stays silent for ``timeout`` seconds.
         """
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # The child serves this config, whatever this process's environment says.
+        env.pop(STATE_FILE_ENV, None)
+        env.pop(ADMIN_TOKEN_ENV, None)
+        if self.config.admin_token is not None:
+            env[ADMIN_TOKEN_ENV] = self.config.admin_token
+        env.update(self.env)
         process = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env
         )
@@ -370,6 +384,18 @@ class EmulatorProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
+        if process.stdout is not None:
+            process.stdout.close()
+        return process.returncode
+
+    def kill(self) -> int | None:
+        """SIGKILL the child (a crash: nothing is cleaned up) and wait for it; returns its exit code."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
         if process.stdout is not None:
             process.stdout.close()
         return process.returncode

@@ -2,6 +2,7 @@
 
 A session never changes on its own: its status is computed on every read from when it was
 created, its lease, and when (if ever) it was stopped or forced into a state by the admin API.
+That is also why a state file only has to be written when a call changes something.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import pydantic
 
 from .clock import EmulatedClock
 from .config import EmulatorConfig
 from .errors import ApiError
 from .faults import FaultRules, TokenBucket
+from .statefile import StateFileError, read_state_file, write_state_file
 from .timespan import format_timespan
 from .tokens import TokenRegistry
 
@@ -118,6 +123,23 @@ class Session:
         return max(until - self.created, 0.0)
 
 
+class _StateFile(pydantic.BaseModel):
+    """What the state file holds (JSON). Times are epoch seconds: ``saved_at`` real, the rest
+    emulated; the emulated clock resumes at ``emulated_time + (now - saved_at) * time_scale``."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    format: Literal["arr-emulator-state"] = "arr-emulator-state"
+    version: Literal[1] = 1
+    saved_at: float
+    emulated_time: float
+    time_scale: float = pydantic.Field(gt=0)
+    seq: int = pydantic.Field(ge=0)
+    token_secret: str
+    tokens: dict[str, tuple[float, str]]
+    sessions: list[Session]
+
+
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z")
 
@@ -127,11 +149,22 @@ class EmulatorState:
 
     The ASGI app runs on one event loop and nothing here awaits, so each operation is atomic
     there; the lock makes direct calls from a test's thread safe as well.
+
+    With ``config.state_file``, the sessions, the token registry and the emulated clock are read
+    from that file (if it exists) and written back after every change, before the call that made
+    it is answered. Counters, fault rules and runtime knob changes are not kept.
+
+    :param config: the knobs.
+    :param listen_host: the address the server listens on; the admin API needs a token when it
+        is not a loopback address (``None``: in-process use, loopback).
+    :raises StateFileError: if the state file exists but cannot be read or understood, or
+        cannot be written.
     """
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: EmulatorConfig, *, listen_host: str | None = None) -> None:
         self.initial_config = config
         self.config = config
+        self.listen_host = listen_host
         self.clock = EmulatedClock(config.time_scale)
         self.tokens = TokenRegistry()
         self.lock = threading.RLock()
@@ -141,6 +174,70 @@ class EmulatorState:
         self.counts: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.buckets: dict[str, TokenBucket] = {}
         self._seq = 0
+        self.state_file: Path | None = config.state_file
+        if self.state_file is not None:
+            self._restore(self.state_file)
+            self.save()  # fails now, not at the first call, if the file cannot be written
+        self.tokens.on_change = self.save
+
+    # -- the state file ------------------------------------------------------------------------
+
+    def _restore(self, path: Path) -> None:
+        data = read_state_file(path)
+        if data is None:
+            return
+        try:
+            saved = _StateFile.model_validate_json(data)
+            secret = bytes.fromhex(saved.token_secret)
+        except pydantic.ValidationError as exc:
+            problems = [
+                f"{'.'.join(map(str, error['loc'])) or 'content'}: {error['msg']}" for error in exc.errors()
+            ]
+            if len(problems) > 3:
+                problems[3:] = [f"and {len(problems) - 3} more"]
+            raise StateFileError(
+                f"the emulator state file {path} is corrupt or not an emulator state file "
+                f"(remove it to start empty): {'; '.join(problems)}"
+            ) from None
+        except ValueError:
+            raise StateFileError(
+                f"the emulator state file {path} is corrupt (remove it to start empty): "
+                "token_secret: not hexadecimal"
+            ) from None
+        downtime = max(time.time() - saved.saved_at, 0.0)
+        self.clock = EmulatedClock(
+            self.config.time_scale, start=saved.emulated_time + downtime * saved.time_scale
+        )
+        self.tokens = TokenRegistry(secret=secret, tokens=saved.tokens)
+        self.sessions = {session.id: session for session in saved.sessions}
+        self._seq = saved.seq
+
+    def save(self) -> None:
+        """Write the state file (a no-op without one).
+
+        :raises StateFileError: if it cannot be written.
+        """
+        if self.state_file is None:
+            return
+        with self.lock:
+            secret, tokens = self.tokens.export()
+            saved = _StateFile(
+                saved_at=time.time(),
+                emulated_time=self.clock.now(),
+                time_scale=self.clock.time_scale,
+                seq=self._seq,
+                token_secret=secret.hex(),
+                tokens=tokens,
+                sessions=list(self.sessions.values()),
+            )
+            write_state_file(self.state_file, saved.model_dump_json(indent=1).encode())
+
+    def adopt_tokens(self, tokens: TokenRegistry) -> None:
+        """Serve with this token registry (another state's, kept across a restart)."""
+        with self.lock:
+            self.tokens = tokens
+            tokens.on_change = self.save
+            self.save()
 
     # -- knobs -------------------------------------------------------------------------------
 
@@ -156,6 +253,7 @@ class EmulatorState:
         with self.lock:
             new = self.config.updated(changes)
             self._adopt(new, reseed="seed" in changes)
+            self.save()  # a new time scale re-anchors the clock
             return new
 
     def _adopt(self, new: EmulatorConfig, *, reseed: bool) -> None:
@@ -168,7 +266,8 @@ class EmulatorState:
             self.rng.seed(new.seed)
 
     def reset(self) -> None:
-        """Forget sessions, counters, fault rules and runtime knob changes, as a restart would.
+        """Forget sessions, counters, fault rules and runtime knob changes (the sessions in the
+        state file too).
 
         Issued tokens stay valid: the STS is a separate service, which a restart of the session
         service does not affect.
@@ -180,6 +279,13 @@ class EmulatorState:
             self.buckets.clear()
             self._seq = 0
             self._adopt(self.initial_config, reseed=True)
+            self.save()
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulated clock ``seconds`` ahead (negative values are ignored)."""
+        with self.lock:
+            self.clock.advance(seconds)
+            self.save()
 
     def count(self, name: str) -> None:
         """Add one to a counter."""
@@ -221,6 +327,7 @@ class EmulatorState:
                 inspector_port=handshake + 1,
             )
             self.sessions[session.id] = session
+            self.save()
             return session
 
     def find(self, account_id: str, session_id: str) -> Session:
@@ -261,6 +368,7 @@ class EmulatorState:
                     f"current one ({format_timespan(session.lease)}).",
                 )
             session.lease = lease
+            self.save()
 
     def stop(self, session: Session) -> None:
         """Stop a running session (``stopping``, then ``stopped``); an ended one is left alone."""
@@ -269,6 +377,7 @@ class EmulatorState:
             if session.phase(now).status in ACTIVE:
                 session.stop_at = now
                 session.stopped_at = now + self.config.stop_delay
+                self.save()
 
     def force(self, session_id: str, status: str, message: str | None = None) -> Session:
         """Put a session in ``status`` now, whatever its lifecycle says (admin API).
@@ -297,6 +406,7 @@ class EmulatorState:
                 default[EXPIRED] = EXPIRED_MESSAGE
                 default[STOPPED] = STOPPED_MESSAGE
                 session.terminal = (status, now, message if message is not None else default[status])
+            self.save()
             return session
 
     # -- admin views ---------------------------------------------------------------------------
@@ -334,4 +444,5 @@ class EmulatorState:
                 "faults": self.faults.to_list(),
                 "emulated_time": _iso(now),
                 "time_scale": self.clock.time_scale,
+                "state_file": str(self.state_file) if self.state_file is not None else None,
             }

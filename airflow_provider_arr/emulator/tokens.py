@@ -6,7 +6,7 @@ import math
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jwt
 
@@ -22,12 +22,24 @@ class TokenRegistry:
     checking one on the hot path is a dict lookup rather than a signature verification; a token
     the registry does not hold (another instance's, a forged one, an expired-by-admin one) is
     invalid.
+
+    :param wall: the real clock (expiries are wall-clock times).
+    :param secret: the signing secret (a new random one if omitted).
+    :param tokens: tokens issued before, ``{token: (expiry, account id)}`` (a restored state).
     """
 
-    def __init__(self, wall: Callable[[], float] = time.time) -> None:
-        self._secret = secrets.token_bytes(32)
+    def __init__(
+        self,
+        wall: Callable[[], float] = time.time,
+        *,
+        secret: bytes | None = None,
+        tokens: Mapping[str, tuple[float, str]] | None = None,
+    ) -> None:
+        self._secret = secret if secret is not None else secrets.token_bytes(32)
         self._wall = wall
-        self._tokens: dict[str, tuple[float, str]] = {}
+        self._tokens: dict[str, tuple[float, str]] = dict(tokens or {})
+        #: Called after every change (issue, expiry), e.g. to save the state.
+        self.on_change: Callable[[], None] | None = None
 
     def issue(self, account_id: str, ttl: float) -> str:
         """A new token for ``account_id``, valid ``ttl`` real seconds."""
@@ -47,6 +59,7 @@ class TokenRegistry:
         if len(self._tokens) >= _SWEEP_AT:
             self._tokens = {t: v for t, v in self._tokens.items() if v[0] > now}
         self._tokens[token] = (expires, account_id)
+        self._changed()
         return token
 
     def account_of(self, token: str) -> str | None:
@@ -65,4 +78,14 @@ class TokenRegistry:
         now = self._wall()
         valid = sum(1 for expires, _ in self._tokens.values() if expires > now)
         self._tokens.clear()
+        self._changed()
         return valid
+
+    def export(self) -> tuple[bytes, dict[str, tuple[float, str]]]:
+        """The secret and the still-valid tokens, to restore a registry that accepts them."""
+        now = self._wall()
+        return self._secret, {t: v for t, v in self._tokens.items() if v[0] > now}
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()

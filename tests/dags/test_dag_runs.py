@@ -5,15 +5,12 @@ After every run the emulator must hold no active session: the teardown stop alwa
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Admin
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db", "arr_conn")]
 
 
@@ -22,19 +19,6 @@ def run(dag: Any, **conf: Any) -> tuple[str, dict[str, str]]:
     dag_run = dag.test(run_conf=conf or None)
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     return str(dag_run.state), states
-
-
-@pytest.fixture
-def example_dag() -> Any:
-    """A fresh copy of the example DAG: dag.test() renders templates into the task objects in
-    place, so a DAG object reused across runs would keep the previous run's params."""
-    sys.path.insert(0, str(DAGS))
-    try:
-        sys.modules.pop("arr_render_session", None)
-        import arr_render_session
-    finally:
-        sys.path.remove(str(DAGS))
-    return arr_render_session.dag
 
 
 @pytest.fixture

@@ -1,30 +1,32 @@
-"""Fixtures for the emulator's own tests: servers on port 0 with a fast clock, and thin HTTP clients."""
+"""Fixtures for the emulator's own tests: a bare HTTP client of the service (its admin calls go
+through the shared :class:`Admin`); the emulators come from the shared ``emulator_factory``."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
 
-from airflow_provider_arr.emulator import EmulatorConfig, EmulatorServer
+from airflow_provider_arr.emulator import EmulatorServer
+from tests.conftest import ACCOUNT_ID, ACCOUNT_KEY, Admin
 
-ACCOUNT = "00000000-0000-0000-0000-0000000000aa"
-KEY = "emulator-test-key"
+ACCOUNT = ACCOUNT_ID
+KEY = ACCOUNT_KEY
 API = {"api-version": "2021-01-01"}
-# 30 emulated seconds of start-up and 5 of stopping take 30 ms and 5 ms of real time.
-FAST = {"startup_delay": 30.0, "stop_delay": 5.0, "time_scale": 1000.0}
 
 
 class Arr:
-    """A bare client of the emulated service: one requests session, a token, both dialects."""
+    """A bare client of the emulated service: one requests session, a token, both dialects;
+    :attr:`admin` is the server's admin API."""
 
     def __init__(self, server: EmulatorServer) -> None:
         self.server = server
         self.url = server.url
         self.account = server.config.account_id
+        self.admin = Admin.of(server)
         self.http = requests.Session()
         # The environment's REQUESTS_CA_BUNDLE would override a session's verify.
         self.http.trust_env = False
@@ -85,24 +87,6 @@ class Arr:
         assert answer.status_code == 200, answer.text
         return dict(answer.json())
 
-    # -- admin ----------------------------------------------------------------------------------
-
-    def admin(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.request(method, f"{self.url}/_emulator{path}", timeout=10, **kwargs)
-
-    def fault(self, **rule: Any) -> dict[str, Any]:
-        answer = self.admin("POST", "/faults", json=rule)
-        assert answer.status_code == 201, answer.text
-        return dict(answer.json())
-
-    def configure(self, **knobs: Any) -> dict[str, Any]:
-        answer = self.admin("POST", "/config", json=knobs)
-        assert answer.status_code == 200, answer.text
-        return dict(answer.json())
-
-    def counts(self) -> dict[str, int]:
-        return dict(self.admin("GET", "/state").json()["counts"])
-
 
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     """Poll ``condition`` (cheap: the emulator's clock is fast in these tests)."""
@@ -113,31 +97,9 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 @pytest.fixture
-def make_server() -> Iterator[Callable[..., EmulatorServer]]:
-    """Start emulators (fast clock unless told otherwise); all are stopped afterwards."""
-    servers: list[EmulatorServer] = []
-
-    def start(*, tls: bool = False, **knobs: Any) -> EmulatorServer:
-        config = EmulatorConfig(account_id=ACCOUNT, account_key=KEY, **{**FAST, **knobs})
-        server = EmulatorServer(config, tls=tls).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def server(make_server: Callable[..., EmulatorServer]) -> EmulatorServer:
-    """One emulator on port 0, with the fast clock."""
-    return make_server()
-
-
-@pytest.fixture
-def arr(server: EmulatorServer) -> Arr:
-    """A client of ``server`` holding a token."""
-    return Arr(server)
+def arr(emulator: EmulatorServer) -> Arr:
+    """A client of the ``emulator`` fixture holding a token."""
+    return Arr(emulator)
 
 
 def assert_error(answer: requests.Response, status: int, code: str | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from .conftest import Arr, assert_error, wait_until
 def test_state_shape(arr: Arr) -> None:
     session_id = arr.v1_create("0:30:00", "premium")
     arr.v2_create("two")
-    state = arr.admin("GET", "/state").json()
+    state = arr.admin.request("GET", "/state").json()
     assert state["active"] == 2
     assert set(state["counts"]) == set(COUNTERS)
     assert (
@@ -27,12 +27,12 @@ def test_state_shape(arr: Arr) -> None:
 
 
 def test_config_get_and_partial_update(arr: Arr) -> None:
-    before = arr.admin("GET", "/config").json()
+    before = arr.admin.request("GET", "/config").json()
     assert before["startup_delay"] == 30
-    after = arr.configure(startup_delay=1, error_on_start="nope", throttle_rate=None)
+    after = arr.admin.config(startup_delay=1, error_on_start="nope", throttle_rate=None)
     assert after["startup_delay"] == 1 and after["error_on_start"] == "nope"
     assert after["time_scale"] == before["time_scale"]
-    assert arr.admin("GET", "/config").json() == after
+    assert arr.admin.request("GET", "/config").json() == after
 
 
 @pytest.mark.parametrize(
@@ -40,20 +40,20 @@ def test_config_get_and_partial_update(arr: Arr) -> None:
     [{"unknown": 1}, {"time_scale": 0}, {"time_scale": "x"}, {"error_rate": 3}, {"page_size": None}, []],
 )
 def test_config_rejects_bad_knobs(arr: Arr, body: object) -> None:
-    before = arr.admin("GET", "/config").json()
-    assert_error(arr.admin("POST", "/config", json=body), 400, "BadRequest")
-    assert arr.admin("GET", "/config").json() == before
+    before = arr.admin.request("GET", "/config").json()
+    assert_error(arr.admin.request("POST", "/config", json=body), 400, "BadRequest")
+    assert arr.admin.request("GET", "/config").json() == before
 
 
 def test_faults_add_list_and_clear(arr: Arr) -> None:
-    first = arr.fault(operation="get", action="delay", delay=0.1)
-    second = arr.fault(operation="any", action="status", status=500, count=3, probability=0.5)
+    first = arr.admin.fault(operation="get", action="delay", delay=0.1)
+    second = arr.admin.fault(operation="any", action="status", status=500, count=3, probability=0.5)
     assert second["id"] == first["id"] + 1
-    listed = arr.admin("GET", "/faults").json()["faults"]
+    listed = arr.admin.request("GET", "/faults").json()["faults"]
     assert [rule["id"] for rule in listed] == [first["id"], second["id"]]
     assert listed[1] | {"fired": 0} == second
-    assert arr.admin("DELETE", "/faults").json() == {"removed": 2}
-    assert arr.admin("GET", "/state").json()["faults"] == []
+    assert arr.admin.request("DELETE", "/faults").json() == {"removed": 2}
+    assert arr.admin.request("GET", "/state").json()["faults"] == []
 
 
 @pytest.mark.parametrize(
@@ -68,9 +68,9 @@ def test_faults_add_list_and_clear(arr: Arr) -> None:
     ],
 )
 def test_force_status(arr: Arr, status: str, v1: str, v2: str) -> None:
-    arr.configure(startup_delay=3600, stop_delay=3600)
+    arr.admin.config(startup_delay=3600, stop_delay=3600)
     session_id = arr.v1_create()
-    answer = arr.admin(
+    answer = arr.admin.request(
         "POST", f"/sessions/{session_id}/status", json={"status": status, "message": "because"}
     )
     assert answer.status_code == 200 and answer.json()["status"] == status.lower()
@@ -82,44 +82,43 @@ def test_force_status(arr: Arr, status: str, v1: str, v2: str) -> None:
 
 def test_force_error_without_message_and_back_to_starting(arr: Arr) -> None:
     session_id = arr.v1_create()
-    arr.admin("POST", f"/sessions/{session_id}/status", json={"status": "error", "message": None})
+    arr.admin.request("POST", f"/sessions/{session_id}/status", json={"status": "error", "message": None})
     assert arr.v1_get(session_id)["message"]
-    arr.admin("POST", f"/sessions/{session_id}/status", json={"status": "starting"})
+    arr.admin.request("POST", f"/sessions/{session_id}/status", json={"status": "starting"})
     assert arr.v1_get(session_id)["sessionStatus"] == "Starting"
     wait_until(lambda: arr.v1_get(session_id)["sessionStatus"] == "Ready")
 
 
 def test_force_status_errors(arr: Arr) -> None:
     session_id = arr.v1_create()
-    assert_error(arr.admin("POST", "/sessions/nope/status", json={"status": "error"}), 404)
-    assert_error(arr.admin("POST", f"/sessions/{session_id}/status", json={"status": "exploded"}), 400)
-    assert_error(arr.admin("POST", f"/sessions/{session_id}/status", json={"status": 1}), 400)
-    assert_error(
-        arr.admin("POST", f"/sessions/{session_id}/status", json={"status": "ready", "message": 2}), 400
-    )
+    path = f"/sessions/{session_id}/status"
+    assert_error(arr.admin.request("POST", "/sessions/nope/status", json={"status": "error"}), 404)
+    assert_error(arr.admin.request("POST", path, json={"status": "exploded"}), 400)
+    assert_error(arr.admin.request("POST", path, json={"status": 1}), 400)
+    assert_error(arr.admin.request("POST", path, json={"status": "ready", "message": 2}), 400)
 
 
 def test_reset_forgets_sessions_counters_faults_and_knobs(arr: Arr) -> None:
     arr.v1_create()
-    arr.fault(operation="get", action="drop")
-    arr.configure(page_size=1, throttle_rate=100)
-    assert arr.admin("POST", "/reset").status_code == 200
-    state = arr.admin("GET", "/state").json()
+    arr.admin.fault(operation="get", action="drop")
+    arr.admin.config(page_size=1, throttle_rate=100)
+    assert arr.admin.request("POST", "/reset").status_code == 200
+    state = arr.admin.request("GET", "/state").json()
     assert state["sessions"] == [] and state["faults"] == [] and state["active"] == 0
     assert set(state["counts"].values()) == {0}
-    config = arr.admin("GET", "/config").json()
+    config = arr.admin.request("GET", "/config").json()
     assert config["page_size"] == 10 and config["throttle_rate"] is None
     # Tokens survive: the STS is another service.
     assert arr.v1("GET").status_code == 200
 
 
 def test_clock_advance(arr: Arr) -> None:
-    arr.configure(time_scale=1, startup_delay=600)
+    arr.admin.config(time_scale=1, startup_delay=600)
     session_id = arr.v1_create()
-    answer = arr.admin("POST", "/clock/advance", json={"seconds": 600})
+    answer = arr.admin.request("POST", "/clock/advance", json={"seconds": 600})
     assert answer.status_code == 200 and answer.json()["emulated_time"].endswith("Z")
     assert arr.v1_get(session_id)["sessionStatus"] == "Ready"
-    assert_error(arr.admin("POST", "/clock/advance", json={"seconds": -1}), 400)
+    assert_error(arr.admin.request("POST", "/clock/advance", json={"seconds": -1}), 400)
 
 
 def test_admin_answers_carry_ms_cv_and_are_not_counted(arr: Arr) -> None:
@@ -129,5 +128,5 @@ def test_admin_answers_carry_ms_cv_and_are_not_counted(arr: Arr) -> None:
         ("GET", "/faults"),
         ("POST", "/tokens/expire"),
     ):
-        assert arr.admin(method, path).headers["MS-CV"]
-    assert arr.counts()["requests"] == 1  # the fixture's token
+        assert arr.admin.request(method, path).headers["MS-CV"]
+    assert arr.admin.counts()["requests"] == 1  # the fixture's token

@@ -85,7 +85,7 @@ def test_oversized_bodies_are_413(arr: Arr) -> None:
     answer = arr.v1("POST", "/create", data=chunks(), headers={"Content-Type": "application/json"})
     assert answer.request.headers.get("Transfer-Encoding") == "chunked"
     assert_error(answer, 413)
-    assert arr.admin("GET", "/state").json()["sessions"] == []
+    assert arr.admin.request("GET", "/state").json()["sessions"] == []
 
 
 def test_head_is_not_served(arr: Arr) -> None:
@@ -132,7 +132,7 @@ def test_an_unexpected_error_is_a_500_in_the_service_shape(arr: Arr, monkeypatch
         raise RuntimeError("boom")
 
     monkeypatch.setattr(arr.server.state, "snapshot", explode)
-    assert_error(arr.admin("GET", "/state"), 500, "InternalServerError")
+    assert_error(arr.admin.request("GET", "/state"), 500, "InternalServerError")
 
 
 def test_drop_without_uvicorn_leaves_the_answer_incomplete() -> None:
@@ -148,6 +148,6 @@ def test_drop_without_uvicorn_leaves_the_answer_incomplete() -> None:
     assert (b"content-length", b"64") in sent[0]["headers"]
 
 
-def test_session_ids_with_encoded_slashes_do_not_reach_the_routes(arr: Arr, server: EmulatorServer) -> None:
+def test_session_ids_with_encoded_slashes_do_not_reach_the_routes(arr: Arr, emulator: EmulatorServer) -> None:
     assert_error(arr.v1("GET", "/a%2Fb/properties"), 404)
-    assert arr.counts()["get"] == 0
+    assert arr.admin.counts()["get"] == 0

@@ -17,8 +17,8 @@ from azure.mixedreality import remoterendering
 from .conftest import ACCOUNT, KEY
 
 
-def test_official_sdk_lifecycle(make_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    server = make_server(tls=True, page_size=1)
+def test_official_sdk_lifecycle(emulator_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = emulator_factory(tls=True, page_size=1)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", server.ca_bundle)
     client = remoterendering.RemoteRenderingClient(
         endpoint=server.url,
@@ -58,10 +58,10 @@ def test_official_sdk_lifecycle(make_server: Any, monkeypatch: pytest.MonkeyPatc
     )
 
 
-def test_official_sdk_reports_a_failed_start(make_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_official_sdk_reports_a_failed_start(emulator_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from azure.core.exceptions import HttpResponseError
 
-    server = make_server(tls=True, error_on_start="No capacity")
+    server = emulator_factory(tls=True, error_on_start="No capacity")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", server.ca_bundle)
     client = remoterendering.RemoteRenderingClient(
         endpoint=server.url,

@@ -31,10 +31,10 @@ def test_starts_and_stops_without_hanging() -> None:
     server.stop()  # idempotent
 
 
-def test_stop_does_not_wait_for_long_delays(make_server: Any) -> None:
-    server: EmulatorServer = make_server()
+def test_stop_does_not_wait_for_long_delays(emulator_factory: Any) -> None:
+    server: EmulatorServer = emulator_factory()
     arr = Arr(server)
-    arr.fault(operation="list", action="delay", delay=30)
+    arr.admin.fault(operation="list", action="delay", delay=30)
     outcome: list[BaseException] = []
 
     def call() -> None:
@@ -62,28 +62,28 @@ def test_context_manager_and_admin_state() -> None:
     assert not server.running
 
 
-def test_restart_keeps_the_port_and_drops_sessions(make_server: Any) -> None:
-    server: EmulatorServer = make_server()
+def test_restart_keeps_the_port_and_drops_sessions(emulator_factory: Any) -> None:
+    server: EmulatorServer = emulator_factory()
     arr = Arr(server)
     arr.v1_create()
-    arr.fault(operation="get", action="drop")
+    arr.admin.fault(operation="get", action="drop")
     port, url = server.port, server.url
     server.restart()
     assert (server.port, server.url) == (port, url)
-    state = arr.admin("GET", "/state").json()
+    state = arr.admin.request("GET", "/state").json()
     assert state["sessions"] == [] and state["faults"] == [] and state["counts"]["requests"] == 0
     assert arr.v1("GET").status_code == 200  # the token is still good
     server.restart(keep_tokens=False)
     assert_error(arr.v1("GET"), 401)
 
 
-def test_port_in_use_is_an_error(server: EmulatorServer) -> None:
+def test_port_in_use_is_an_error(emulator: EmulatorServer) -> None:
     with pytest.raises(OSError):
-        EmulatorServer(port=server.port).start()
+        EmulatorServer(port=emulator.port).start()
 
 
-def test_tls_with_requests_and_httpx(make_server: Any) -> None:
-    server: EmulatorServer = make_server(tls=True)
+def test_tls_with_requests_and_httpx(emulator_factory: Any) -> None:
+    server: EmulatorServer = emulator_factory(tls=True)
     assert server.url.startswith("https://") and server.ca_bundle
     arr = Arr(server)
     session_id = arr.v1_create()
@@ -95,7 +95,7 @@ def test_tls_with_requests_and_httpx(make_server: Any) -> None:
     context = ssl.create_default_context(cafile=server.ca_bundle)
     with httpx.Client(verify=context) as client:
         assert client.get(f"{server.url}/_emulator/state").json()["active"] == 1
-        arr.fault(operation="list", action="drop", count=1)
+        arr.admin.fault(operation="list", action="drop", count=1)
         with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
             client.get(
                 f"{server.url}/v1/accounts/{ACCOUNT}/sessions",

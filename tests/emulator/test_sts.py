@@ -21,9 +21,9 @@ def claims_of(token: str) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("prefix", ["/accounts", "/Accounts"])
-def test_token_is_a_jwt_with_the_expected_claims(server: EmulatorServer, prefix: str) -> None:
+def test_token_is_a_jwt_with_the_expected_claims(emulator: EmulatorServer, prefix: str) -> None:
     answer = requests.get(
-        f"{server.url}{prefix}/{ACCOUNT}/token?api-version=2019-02-28-preview&anything=1",
+        f"{emulator.url}{prefix}/{ACCOUNT}/token?api-version=2019-02-28-preview&anything=1",
         headers={"Authorization": f"Bearer {ACCOUNT}:{KEY}", "X-MRC-CV": "abc"},
         timeout=10,
     )
@@ -37,25 +37,25 @@ def test_token_is_a_jwt_with_the_expected_claims(server: EmulatorServer, prefix:
     now = time.time()
     assert isinstance(claims["exp"], int) and now + 86400 - 5 < claims["exp"] <= now + 86400
     assert claims["iat"] == claims["nbf"] and abs(int(claims["iat"]) - now) < 5  # type: ignore[call-overload]
-    assert server.state.tokens.decode(body["AccessToken"])["account-id"] == ACCOUNT
-    assert server.admin_state()["counts"]["token"] == 1
+    assert emulator.state.tokens.decode(body["AccessToken"])["account-id"] == ACCOUNT
+    assert emulator.admin_state()["counts"]["token"] == 1
 
 
 @pytest.mark.parametrize(
     "authorization",
     [None, f"Bearer {ACCOUNT}:wrong", f"Basic {ACCOUNT}:{KEY}", f"Bearer {ACCOUNT}", "Bearer", "Bearer é:ü"],
 )
-def test_wrong_or_missing_credentials_are_401(server: EmulatorServer, authorization: str | None) -> None:
+def test_wrong_or_missing_credentials_are_401(emulator: EmulatorServer, authorization: str | None) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
-    answer = requests.get(f"{server.url}/accounts/{ACCOUNT}/token", headers=headers, timeout=10)
+    answer = requests.get(f"{emulator.url}/accounts/{ACCOUNT}/token", headers=headers, timeout=10)
     assert_error(answer, 401, "Unauthorized")
     assert answer.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_unknown_account_is_401(server: EmulatorServer) -> None:
+def test_unknown_account_is_401(emulator: EmulatorServer) -> None:
     other = "99999999-0000-0000-0000-000000000000"
     answer = requests.get(
-        f"{server.url}/accounts/{other}/token",
+        f"{emulator.url}/accounts/{other}/token",
         headers={"Authorization": f"Bearer {ACCOUNT}:{KEY}"},
         timeout=10,
     )
@@ -68,11 +68,11 @@ def test_session_calls_need_a_valid_token(arr: Arr) -> None:
         assert_error(answer, 401, "Unauthorized")
         assert answer.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
     assert arr.v1("GET").status_code == 200
-    assert arr.counts()["unauthorized"] == 3
+    assert arr.admin.counts()["unauthorized"] == 3
 
 
-def test_tokens_expire_after_their_ttl(make_server: Callable[..., EmulatorServer]) -> None:
-    arr = Arr(make_server(token_ttl=0.3))
+def test_tokens_expire_after_their_ttl(emulator_factory: Callable[..., EmulatorServer]) -> None:
+    arr = Arr(emulator_factory(token_ttl=0.3))
     assert arr.v1("GET").status_code == 200
     time.sleep(0.35)
     assert_error(arr.v1("GET"), 401)
@@ -82,7 +82,7 @@ def test_tokens_expire_after_their_ttl(make_server: Callable[..., EmulatorServer
 
 def test_admin_expires_every_token_issued_so_far(arr: Arr) -> None:
     other = arr.fetch_token()
-    answer = arr.admin("POST", "/tokens/expire")
+    answer = arr.admin.request("POST", "/tokens/expire")
     assert answer.status_code == 200 and answer.json() == {"expired": 2}
     assert_error(arr.v1("GET"), 401)
     assert_error(arr.v1("GET", headers={"Authorization": f"Bearer {other}"}), 401)
@@ -90,8 +90,8 @@ def test_admin_expires_every_token_issued_so_far(arr: Arr) -> None:
     assert arr.v2("GET").status_code == 200
 
 
-def test_a_token_of_another_instance_is_refused(make_server: Callable[..., EmulatorServer]) -> None:
-    first, second = Arr(make_server()), Arr(make_server())
+def test_a_token_of_another_instance_is_refused(emulator_factory: Callable[..., EmulatorServer]) -> None:
+    first, second = Arr(emulator_factory()), Arr(emulator_factory())
     answer = second.v1("GET", headers={"Authorization": f"Bearer {first.token}"})
     assert_error(answer, 401)
 

@@ -78,9 +78,9 @@ def test_update_sets_the_total_lease_and_answers_an_empty_200(arr: Arr) -> None:
 def test_list_shows_starting_ready_and_stopping_sessions(arr: Arr) -> None:
     assert arr.v1("GET").json() == {"sessions": []}
     a, b, c = arr.v1_create(), arr.v1_create(), arr.v1_create()
-    arr.admin("POST", "/config", json={"stop_delay": 3600})
+    arr.admin.request("POST", "/config", json={"stop_delay": 3600})
     assert arr.v1("DELETE", f"/{b}").status_code == 204
-    arr.admin("POST", f"/sessions/{c}/status", json={"status": "expired"})
+    arr.admin.request("POST", f"/sessions/{c}/status", json={"status": "expired"})
     listed = arr.v1("GET").json()["sessions"]
     assert [s["sessionId"] for s in listed] == [a, b]
     assert {s["sessionStatus"] for s in listed} == {"Starting", "Stopping"}
@@ -93,7 +93,7 @@ def test_delete_answers_204_even_for_ended_sessions(arr: Arr) -> None:
         answer = arr.v1("DELETE", f"/{session_id}")
         assert answer.status_code == 204 and answer.content == b""
         assert answer.headers["MS-CV"]
-    arr.admin("POST", f"/sessions/{session_id}/status", json={"status": "error", "message": "x"})
+    arr.admin.request("POST", f"/sessions/{session_id}/status", json={"status": "error", "message": "x"})
     assert arr.v1("DELETE", f"/{session_id}").status_code == 204
 
 
@@ -139,7 +139,7 @@ GOOD: dict[str, Any] = {"maxLeaseTime": "4:0:0", "models": [], "size": "standard
 )
 def test_bad_create_bodies_are_400(arr: Arr, body: Any) -> None:
     assert_error(arr.v1("POST", "/create", json=body), 400, "BadRequest")
-    assert arr.admin("GET", "/state").json()["sessions"] == []
+    assert arr.admin.request("GET", "/state").json()["sessions"] == []
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,7 @@ def test_create_is_idempotent_and_conflicts_on_other_settings(arr: Arr) -> None:
     assert_error(
         arr.v2("PUT", "/same", json={"maxLeaseTimeMinutes": 61, "size": "Standard"}), 409, "Conflict"
     )
-    assert len(arr.admin("GET", "/state").json()["sessions"]) == 1
+    assert len(arr.admin.request("GET", "/state").json()["sessions"]) == 1
 
 
 def test_ready_sessions_have_hostname_and_ports(arr: Arr) -> None:
@@ -90,13 +90,13 @@ def test_bad_update_bodies_are_400(arr: Arr, body: Any) -> None:
 
 
 def test_stop_answers_204_and_stopping_shows_as_stopped(arr: Arr) -> None:
-    arr.configure(stop_delay=3600)
+    arr.admin.config(stop_delay=3600)
     arr.v2_create("s1")
     for _ in range(2):
         answer = arr.v2("POST", "/s1/:stop")
         assert answer.status_code == 204 and answer.content == b"" and answer.headers["MS-CV"]
     assert arr.v2_get("s1")["status"] == "Stopped"
-    assert arr.admin("GET", "/state").json()["sessions"][0]["status"] == "stopping"
+    assert arr.admin.request("GET", "/state").json()["sessions"][0]["status"] == "stopping"
     assert arr.v1_get("s1")["sessionStatus"] == "Stopping"
     assert_error(arr.v2("PATCH", "/s1", json={"maxLeaseTimeMinutes": 90}), 409, "Conflict")
     assert arr.v2("GET").json()["sessions"] == []
@@ -164,8 +164,8 @@ def test_bad_create_bodies_are_400(arr: Arr, body: Any) -> None:
     assert_error(arr.v2("GET", "/s1"), 404)
 
 
-def test_list_pages_with_next_link(make_server: Any) -> None:
-    server: EmulatorServer = make_server(page_size=2)
+def test_list_pages_with_next_link(emulator_factory: Any) -> None:
+    server: EmulatorServer = emulator_factory(page_size=2)
     arr = Arr(server)
     ids = [f"s{i}" for i in range(5)]
     for session_id in ids:
@@ -196,8 +196,8 @@ def test_list_bad_continuation_token_is_400(arr: Arr) -> None:
     assert_error(answer, 400, "BadRequest")
 
 
-def test_error_sessions_carry_an_error_object(make_server: Any) -> None:
-    arr = Arr(make_server(error_on_start="No capacity in westus2"))
+def test_error_sessions_carry_an_error_object(emulator_factory: Any) -> None:
+    arr = Arr(emulator_factory(error_on_start="No capacity in westus2"))
     arr.v2_create("s1")
     wait_until(lambda: arr.v2_get("s1")["status"] == "Error")
     error = arr.v2_get("s1")["error"]

@@ -263,7 +263,7 @@ def test_list_follows_every_page(emulator_factory, monkeypatch: pytest.MonkeyPat
     created = {hook.create_session(session_id=f"paged-{i}") for i in range(8)}
     listed = hook.list_sessions()
     assert {s.session_id for s in listed} == created and len(listed) == 8
-    assert Admin(server.url).counts()["list"] == 3  # 3 + 3 + 2
+    assert Admin.of(server).counts()["list"] == 3  # 3 + 3 + 2
     for session_id in created:
         hook.stop_session(session_id)
 

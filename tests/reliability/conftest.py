@@ -250,7 +250,7 @@ class Harness:
         guard: SecretGuard,
     ) -> None:
         self.server = server
-        self.admin = Admin(server.url)
+        self.admin = Admin.of(server)
         self.monkeypatch = monkeypatch
         self.capfd = capfd
         self.caplog = caplog

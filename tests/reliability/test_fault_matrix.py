@@ -42,11 +42,9 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,7 +60,6 @@ from tests.reliability.conftest import EXAMPLE_CONF, Harness
 pytestmark = pytest.mark.slow
 
 RUNS = 5
-DAGS = Path(__file__).resolve().parents[2] / "dags"
 NEVER = 10**7  # emulated seconds: a start-up that does not end while the test watches
 try:
     from airflow.jobs.triggerer_job_runner import _USER_ACTION_CANCEL_MSG as USER_ACTION
@@ -77,16 +74,6 @@ def _no_actions() -> Iterator[None]:
     ACTIONS.clear()
     yield
     ACTIONS.clear()
-
-
-@pytest.fixture(scope="module")
-def example_dag() -> Any:
-    sys.path.insert(0, str(DAGS))
-    try:
-        import arr_render_session
-    finally:
-        sys.path.remove(str(DAGS))
-    return arr_render_session.dag
 
 
 def only_session(state: dict[str, Any]) -> dict[str, Any]:

@@ -36,17 +36,6 @@ from tests.conftest import ACCOUNT_KEY, Admin, connection_json
 from tests.reliability.conftest import EXAMPLE_CONF, Harness, SecretGuard
 
 REPO = Path(__file__).resolve().parents[2]
-DAGS = REPO / "dags"
-
-
-@pytest.fixture(scope="module")
-def example_dag() -> Any:
-    sys.path.insert(0, str(DAGS))
-    try:
-        import arr_render_session
-    finally:
-        sys.path.remove(str(DAGS))
-    return arr_render_session.dag
 
 
 def test_the_guard_finds_what_it_looks_for(guard: SecretGuard) -> None:
@@ -103,7 +92,7 @@ def test_error_texts_and_reprs_keep_secrets(
 
     server = emulator_factory(startup_delay=2)
     guard.watch(server)
-    admin = Admin(server.url)
+    admin = Admin.of(server)
     fast: dict[str, Any] = {"retry_wait_min": 0.01, "retry_wait_max": 0.05, "retry_limit": 2}
     monkeypatch.setenv("AIRFLOW_CONN_ARR_DEFAULT", connection_json(server.url, **fast))
     hook = ArrHook()

@@ -65,7 +65,7 @@ async def test_waits_through_starting(emulator_factory, monkeypatch) -> None:  #
     event = await first_event(ArrSessionReadyTrigger(session_id=session_id, poll_interval=5))
     assert event["status"] == "success"
     assert time.monotonic() - started >= 5  # the second poll came one interval after the first
-    assert Admin(slow.url).counts()["get"] == 2
+    assert Admin.of(slow).counts()["get"] == 2
 
 
 async def test_failed_event_carries_the_service_message(admin: Admin) -> None:

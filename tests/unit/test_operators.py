@@ -55,7 +55,7 @@ def emulator_as_default(
 ) -> Admin:
     server = factory(startup_delay=startup)
     monkeypatch.setenv("AIRFLOW_CONN_ARR_DEFAULT", connection_json(server.url, api_version=api_version))
-    return Admin(server.url)
+    return Admin.of(server)
 
 
 @pytest.fixture
