@@ -4,17 +4,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test test-quick lint demo bench emulator dist deploy-test screenshots clean constraints
+.PHONY: venv test test-quick lint demo bench emulator dist deploy-test screenshots clean constraints compat
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e . --group dev
 	touch $(STAMP)
 
-test: $(STAMP)
+# Lint first (ruff, formatting, mypy), so that CI (`make test`) keeps the tree clean.
+test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider -rs --durations=15 tests
 
 test-quick: $(STAMP)
@@ -39,6 +40,11 @@ dist: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m build --no-isolation --outdir dist .
 
+# The wheel on Airflow 3.0-3.3 x Python 3.10-3.13 (pyenv), one clean venv per cell under .compat/;
+# writes docs/compatibility.md. One cell: make compat ARGS="--airflow 3.3.2 --python 3.11".
+compat: $(STAMP)
+	$(BIN)/python scripts/compat.py $(ARGS)
+
 # The real-deployment tests alone: compose file, wheel install, Airflow processes on PostgreSQL, UI.
 deploy-test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -rs tests/deployment
@@ -52,4 +58,4 @@ constraints:
 	$(BIN)/python -m pip freeze --exclude-editable --all | grep -v '^airflow-provider-arr' > constraints.txt
 
 clean:
-	rm -rf $(VENV) .demo build dist *.egg-info
+	rm -rf $(VENV) .demo .compat build dist *.egg-info

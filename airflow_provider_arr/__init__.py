@@ -21,7 +21,14 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": "airflow-provider-arr",
         "name": "Azure Remote Rendering",
         "description": "Create, extend, wait for and stop Azure Remote Rendering sessions.",
-        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Azure Remote Rendering",
+                "external-doc-url": "https://learn.microsoft.com/azure/remote-rendering/",
+                "how-to-guide": ["/docs/howto.md"],
+                "tags": ["azure", "rendering", "gpu"],
+            }
+        ],
         "connection-types": [provider_connection_type()],
         "hooks": [
             {
@@ -47,5 +54,5 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_arr.triggers.session"],
             }
         ],
-        "extra-links": [],
+        "extra-links": ["airflow_provider_arr.links.ArrInspectorLink"],
     }

@@ -175,3 +175,31 @@ def provider_connection_type() -> dict[str, Any]:
             for e in EXTRAS
         },
     }
+
+
+def connection_form_widgets() -> dict[str, Any]:
+    """The hook's ``get_connection_form_widgets()`` answer, for Airflow < 3.2 (wtforms fields).
+
+    Airflow 3.0 and 3.1 build the connection form from wtforms fields: their API server replaces
+    wtforms' ``StringField``/``IntegerField`` and ``Optional``/``any_of`` by stand-ins that it turns
+    into the form's JSON schema, so the fields are made here at call time, from wtforms'
+    top-level names, with no flask_appbuilder widget (there is no Flask form to render them in).
+    Airflow >= 3.2 reads ``conn-fields`` instead and never calls this. Without wtforms installed
+    (it comes with the FAB provider) this raises ImportError, which Airflow takes as "no widgets".
+    """
+    import wtforms
+    from wtforms import validators
+
+    fields: dict[str, Any] = {}
+    for extra in EXTRAS:
+        checks: list[Any] = [validators.Optional()]
+        if extra.choices:
+            checks.append(validators.any_of(list(extra.choices)))
+        field_class = wtforms.IntegerField if extra.kind == "integer" else wtforms.StringField
+        default = None if extra.default is None else extra.default
+        if field_class is wtforms.StringField and default is not None:
+            default = str(default).lower() if isinstance(default, bool) else str(default)
+        fields[extra.name] = field_class(
+            extra.label, validators=checks, description=extra.description, default=default
+        )
+    return fields

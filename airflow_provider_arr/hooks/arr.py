@@ -9,15 +9,19 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
-
-from airflow_provider_arr._compat import register_secret
+from airflow_provider_arr._compat import BaseHook, register_secret
 from airflow_provider_arr.client.config import ClientConfig
 from airflow_provider_arr.client.protocol import ArrProtocol, CreateResult
 from airflow_provider_arr.client.retry import RetrySettings
 from airflow_provider_arr.client.transport import AsyncTransport, SyncTransport, WatchSource, account_key
 from airflow_provider_arr.client.watch import AccountWatcher
-from airflow_provider_arr.connection_form import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME, ui_field_behaviour
+from airflow_provider_arr.connection_form import (
+    CONN_TYPE,
+    DEFAULT_CONN_ID,
+    HOOK_NAME,
+    connection_form_widgets,
+    ui_field_behaviour,
+)
 from airflow_provider_arr.exceptions import ArrError, ArrInputError, ArrSessionLeftRunningError
 from airflow_provider_arr.models import (
     RenderingSession,
@@ -98,6 +102,11 @@ class ArrHook(BaseHook):
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Relabel and hide the standard connection fields in the UI (Airflow < 3.2)."""
         return ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extras' form fields (Airflow < 3.2 reads these; 3.2+ reads the provider info)."""
+        return connection_form_widgets()
 
     @classmethod
     def config_from_connection(

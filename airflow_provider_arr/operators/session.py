@@ -10,9 +10,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
-
-from airflow_provider_arr._compat import TaskDeferred
+from airflow_provider_arr._compat import BaseOperator, TaskDeferred, conf
 from airflow_provider_arr.arguments import (
     CHECKS,
     CheckedArguments,
@@ -22,13 +20,14 @@ from airflow_provider_arr.arguments import (
 )
 from airflow_provider_arr.connection_form import DEFAULT_CONN_ID
 from airflow_provider_arr.exceptions import ArrError, ArrInputError
+from airflow_provider_arr.links import ArrInspectorLink, push_address
 from airflow_provider_arr.models import (
     SESSION_ID_MAX_LENGTH,
     check_new_lease,
     format_timespan,
     validate_session_id,
 )
-from airflow_provider_arr.readiness import hostname_from_event, poll_ready
+from airflow_provider_arr.readiness import address_from_event, poll_ready
 
 
 def log_call_summary(task: Any) -> None:
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_arr.hooks.arr import ArrHook
+    from airflow_provider_arr.models import RenderingSession
 
 
 def session_id_for_task(context: Context, *, suffix: str = "") -> str:
@@ -136,6 +136,7 @@ class ArrCreateSessionOperator(_ArrOperator):
     )
     template_fields_renderers = {"models": "json"}
     ui_color = "#cde8f6"
+    operator_extra_links = (ArrInspectorLink(),)
     argument_checks = {
         name: CHECKS[name]
         for name in (
@@ -203,9 +204,8 @@ class ArrCreateSessionOperator(_ArrOperator):
             if args["wait_for_ready"]:
                 if args["deferrable"]:
                     self._defer(sid, args["poll_interval"], args["ready_timeout"])
-                ti.xcom_push(
-                    key="hostname", value=self._wait(sid, args["poll_interval"], args["ready_timeout"])
-                )
+                ready = self._wait(sid, args["poll_interval"], args["ready_timeout"])
+                push_address(ti, ready.hostname, ready.arr_inspector_port)
         except TaskDeferred:
             raise
         except BaseException:
@@ -230,12 +230,12 @@ class ArrCreateSessionOperator(_ArrOperator):
             timeout=timedelta(seconds=ready_timeout + 60),
         )
 
-    def _wait(self, session_id: str, poll_interval: float, ready_timeout: float) -> str | None:
+    def _wait(self, session_id: str, poll_interval: float, ready_timeout: float) -> RenderingSession:
         deadline = time.monotonic() + ready_timeout
         while True:
             session = poll_ready(self.hook, session_id, self.log)
             if session is not None:
-                return session.hostname
+                return session
             if time.monotonic() + poll_interval > deadline:
                 raise ArrError(
                     f"session {session_id} was not ready within {ready_timeout:.0f} s",
@@ -247,11 +247,11 @@ class ArrCreateSessionOperator(_ArrOperator):
         """Resume after the trigger fired: push the hostname, or stop the session and fail."""
         session_id = str((event or {}).get("session_id") or context["ti"].xcom_pull(key="session_id"))
         try:
-            hostname = hostname_from_event(event, session_id)
+            hostname, port = address_from_event(event, session_id)
         except BaseException:
             self._stop_after_failure(session_id)
             raise
-        context["ti"].xcom_push(key="hostname", value=hostname)
+        push_address(context["ti"], hostname, port)
         return session_id
 
     def on_kill(self) -> None:

@@ -8,13 +8,13 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-
+from airflow_provider_arr._compat import BaseSensorOperator, PokeReturnValue, conf
 from airflow_provider_arr.arguments import CHECKS, CheckedArguments
 from airflow_provider_arr.connection_form import DEFAULT_CONN_ID
 from airflow_provider_arr.exceptions import ArrThrottledError
+from airflow_provider_arr.links import ArrInspectorLink, push_address
 from airflow_provider_arr.models import is_template, validate_poll_interval, validate_session_id
-from airflow_provider_arr.readiness import hostname_from_event, poll_ready
+from airflow_provider_arr.readiness import address_from_event, poll_ready
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -38,6 +38,7 @@ class ArrSessionReadySensor(CheckedArguments, BaseSensorOperator):
 
     template_fields: Sequence[str] = ("session_id", "arr_conn_id", "poll_interval")
     ui_color = "#e8f4fd"
+    operator_extra_links = (ArrInspectorLink(),)
     argument_checks = {
         name: CHECKS[name]
         for name in ("session_id", "arr_conn_id", "poll_interval", "deferrable", "stop_on_kill")
@@ -110,7 +111,7 @@ class ArrSessionReadySensor(CheckedArguments, BaseSensorOperator):
             return PokeReturnValue(is_done=False)
         if session is None:
             return PokeReturnValue(is_done=False)
-        context["ti"].xcom_push(key="hostname", value=session.hostname)
+        push_address(context["ti"], session.hostname, session.arr_inspector_port)
         return PokeReturnValue(is_done=True, xcom_value=session.hostname)
 
     def post_execute(self, context: Any, result: Any = None) -> None:
@@ -122,7 +123,7 @@ class ArrSessionReadySensor(CheckedArguments, BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str | None:
         """Resume after the trigger fired: the hostname, or the failure it reported."""
-        hostname = hostname_from_event(event, self.session_id)
+        hostname, port = address_from_event(event, self.session_id)
         self.log.info("ARR session %s is ready at %s", self.session_id, hostname)
-        context["ti"].xcom_push(key="hostname", value=hostname)
+        push_address(context["ti"], hostname, port)
         return hostname

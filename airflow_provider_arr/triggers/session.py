@@ -9,13 +9,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
+from airflow_provider_arr._compat import BaseTrigger, TriggerEvent, note_trigger_on_kill
 from airflow_provider_arr.client.watch import Update
 from airflow_provider_arr.connection_form import DEFAULT_CONN_ID
 from airflow_provider_arr.exceptions import ArrThrottledError
 from airflow_provider_arr.hooks.arr import ArrHook
-from airflow_provider_arr.models import SessionStatus
+from airflow_provider_arr.models import RenderingSession, SessionStatus
 from airflow_provider_arr.readiness import (
     EVENT_ERROR,
     EVENT_FAILED,
@@ -34,7 +33,7 @@ class ArrSessionReadyTrigger(BaseTrigger):
     """Poll a session until it is ready, has failed, or the deadline passes; fire one event.
 
     Every event has the same shape: ``status`` (``success``, ``failed``, ``timeout`` or
-    ``error``), ``message``, ``session_id``, ``hostname`` (set on success) and
+    ``error``), ``message``, ``session_id``, ``hostname`` and ``arr_inspector_port`` (set on success) and
     ``session_status`` (the last status seen, or None).
 
     :param session_id: the session to wait for.
@@ -95,14 +94,19 @@ class ArrSessionReadyTrigger(BaseTrigger):
         return ArrHook(arr_conn_id=self.arr_conn_id)
 
     def _event(
-        self, status: str, message: str, session_status: SessionStatus | None, hostname: str | None = None
+        self,
+        status: str,
+        message: str,
+        session_status: SessionStatus | None,
+        ready: RenderingSession | None = None,
     ) -> TriggerEvent:
         return TriggerEvent(
             {
                 "status": status,
                 "message": message,
                 "session_id": self.session_id,
-                "hostname": hostname,
+                "hostname": ready.hostname if ready else None,
+                "arr_inspector_port": ready.arr_inspector_port if ready else None,
                 "session_status": session_status.value if session_status else None,
             }
         )
@@ -115,6 +119,7 @@ class ArrSessionReadyTrigger(BaseTrigger):
         active sessions per interval serves them all (one wait alone reads its session by id).
         A 429 is never the end of the wait: the status comes at a later poll, until the deadline.
         """
+        note_trigger_on_kill(self.log, wanted=self.stop_on_kill)
         await asyncio.sleep(self._before_first_poll(time.time()))
         hook = self._hook()
         started = time.monotonic()
@@ -146,7 +151,7 @@ class ArrSessionReadyTrigger(BaseTrigger):
                     )
                     reading = assess(session)
                     if reading.outcome == READY:
-                        yield self._event(EVENT_READY, reading.message, last, session.hostname)
+                        yield self._event(EVENT_READY, reading.message, last, session)
                         return
                     if reading.outcome == NEVER:
                         yield self._event(EVENT_FAILED, reading.message, last)

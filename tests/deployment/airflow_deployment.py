@@ -524,7 +524,7 @@ def _postgres_available() -> str | None:
         import asyncpg  # noqa: F401  (Airflow's async engine for postgresql:// needs it)
         import psycopg2
     except ImportError as exc:
-        return f"{exc.name} is not installed (pip install -e '.[dev]')"
+        return f"{exc.name} is not installed (pip install -e . --group dev)"
     parts = urlsplit(POSTGRES)
     try:
         psycopg2.connect(

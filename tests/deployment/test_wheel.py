@@ -129,13 +129,44 @@ def test_wheel_carries_the_package_the_types_and_the_emulator_not_the_tests(dist
     assert "arr-emulator = airflow_provider_arr.emulator.__main__:main" in meta
     assert f"Version: {VERSION}" in metadata
     assert re.search(r"^Requires-Dist: apache-airflow<4,>=3\.0$", metadata, re.M), metadata[:2000]
+    assert f"{DIST}-{VERSION}.dist-info/licenses/LICENSE" in names
+
+
+def test_metadata_is_that_of_an_official_provider(dist: dict[str, Path]) -> None:
+    """SPDX license and its file, project URLs, dependencies (httpx too), no published dev extra."""
+    with zipfile.ZipFile(dist["wheel"]) as wheel:
+        metadata = wheel.read(f"{DIST}-{VERSION}.dist-info/METADATA").decode()
+        license_text = wheel.read(f"{DIST}-{VERSION}.dist-info/licenses/LICENSE").decode()
+    headers, _, description = metadata.partition("\n\n")
+    assert re.search(r"^License-Expression: Apache-2\.0$", headers, re.M), headers
+    assert re.search(r"^License-File: LICENSE$", headers, re.M), headers
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in license_text
+    assert not re.search(r"^Classifier: License ::", headers, re.M)  # PEP 639: the expression alone
+    assert re.search(r"^Classifier: Development Status :: 4 - Beta$", headers, re.M)
+    assert re.search(r"^Author: ", headers, re.M)
+    urls = dict(re.findall(r"^Project-URL: ([^,]+), (\S+)$", headers, re.M))
+    assert set(urls) == {"Homepage", "Documentation", "Source", "Issues", "Changelog"}, urls
+    assert all(
+        u.startswith("https://github.com/airflow-provider-arr/airflow-provider-arr") for u in urls.values()
+    )
+    requires = re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)([^;\n]*)$", headers, re.M)
+    assert {name for name, _ in requires} == {"apache-airflow", "requests", "tenacity", "httpx"}, requires
+    # The development tools are a PEP 735 dependency group: never published as an extra.
+    assert re.findall(r"^Provides-Extra: (\S+)$", headers, re.M) == ["emulator"]
+    # The README renders on the package index: its images are absolute URLs.
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", description)
+    assert images and all(
+        i.startswith("https://raw.githubusercontent.com/airflow-provider-arr/airflow-provider-arr/main/")
+        for i in images
+    ), images
 
 
 def test_sdist_builds_the_wheel_and_has_the_sources(dist: dict[str, Path]) -> None:
     with tarfile.open(dist["sdist"]) as sdist:
         names = sdist.getnames()
     root = f"airflow_provider_arr-{VERSION}"
-    for path in ("pyproject.toml", "README.md", f"{DIST}/py.typed", f"{DIST}/emulator/app.py"):
+    for path in ("pyproject.toml", "README.md", "LICENSE", f"{DIST}/py.typed", f"{DIST}/emulator/app.py"):
         assert f"{root}/{path}" in names, path
 
 
@@ -219,3 +250,35 @@ def test_arr_emulator_runs_and_airflow_connections_tooling_reaches_it(
     assert "Connection failed!" in output, output[-3000:]
     assert "401" in output, output[-3000:]  # the STS refused the key: the error says so
     assert ACCOUNT_KEY not in output  # ... without showing it
+
+
+@pytest.mark.timeout(1800)  # a clean venv with Airflow from PyPI, then a DAG run: minutes on 2 cores
+def test_the_main_line_cell_of_the_compatibility_matrix(dist: dict[str, Path], tmp_path: Path) -> None:
+    """``make compat`` for Airflow 3.3.2 x Python 3.11 alone, on this wheel (the other cells: not in CI).
+
+    The cell installs ``apache-airflow==3.3.2`` and the wheel from PyPI in a clean venv, then runs
+    the smoke suite there: imports, the UI's connection form, ``get_provider_info()`` against that
+    Airflow's schema, ``airflow providers list``, and the example DAG end to end (deferrable sensor)
+    against the throttled emulator, its session stopped at the end.
+    """
+    results = tmp_path / "cells.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "compat.py"),
+            "--airflow", "3.3.2",
+            "--python", "3.11",
+            "--wheel", str(dist["wheel"]),
+            "--cache-dir", str(tmp_path / "compat"),
+            "--json", str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )  # fmt: skip
+    assert results.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    (cell,) = json.loads(results.read_text())
+    assert cell["outcome"] == "pass", f"{cell['detail']}\n{done.stdout[-3000:]}"
+    assert done.returncode == 0
+    assert set(cell["steps"]) >= {"install", "provider info schema", "providers list", "dags test"}, cell
