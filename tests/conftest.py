@@ -207,6 +207,8 @@ def arr_conn(monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer, api_vers
             retry_wait_max=1,
             rate_limit=100,
             rate_burst=100,
+            throttle_timeout=10,
+            stop_timeout=10,
         ),
     )
     return "arr_default"
