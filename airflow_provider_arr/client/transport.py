@@ -8,6 +8,7 @@ passes through :meth:`SyncTransport.send` or :meth:`AsyncTransport.send`), retry
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import weakref
 from collections.abc import Callable
@@ -31,10 +32,10 @@ from airflow_provider_arr.client.failures import (
     kind_from_causes,
 )
 from airflow_provider_arr.client.messages import ApiRequest, ApiResponse, Exchange, LogLike
-from airflow_provider_arr.client.pacing import AsyncPacer, Pacer, async_pacer, sync_pacer
+from airflow_provider_arr.client.pacing import AsyncPacer, NoTurnInTime, Pacer, async_pacer, sync_pacer
 from airflow_provider_arr.client.protocol import ArrProtocol
 from airflow_provider_arr.client.retry import CallStats, RetrySettings, retry_kwargs
-from airflow_provider_arr.exceptions import ArrConnectionError, ArrError
+from airflow_provider_arr.exceptions import ArrConnectionError, ArrError, ArrThrottledError
 from airflow_provider_arr.models import RenderingSession
 
 T = TypeVar("T")
@@ -133,6 +134,17 @@ def report(pacer: Pacer | AsyncPacer, request: ApiRequest, response: ApiResponse
         pacer.record(response.status, retry_after=parse_retry_after(response.headers.get("retry-after")))
 
 
+def no_turn(request: ApiRequest, pacer: Pacer | AsyncPacer, exc: NoTurnInTime) -> ArrThrottledError:
+    """The account's pacer has no turn for this call within its budget (after the service's 429s)."""
+    rate = pacer.stats().rate
+    return ArrThrottledError(
+        f"{request.label} not sent: the account's next turn is {exc.delay:.0f} s away (its rate is down "
+        f"to {rate:.3g} calls/s after the service's 429 answers), past this call's budget",
+        operation=request.operation,
+        session_id=request.session_id,
+    )
+
+
 def answered(request: ApiRequest, response: ApiResponse, *, started: float, log: LogLike) -> ApiResponse:
     """Log one answer; raise the mapped error unless it succeeded (or is a 401 to refresh on)."""
     log_call(log, request, response.status, started, response.ms_cv)
@@ -166,16 +178,23 @@ class SyncTransport:
         return step.value
 
     def _with_retries(self, request: ApiRequest, policy: RetrySettings) -> ApiResponse | ArrError:
+        budget_end = time.monotonic() + policy.throttle_timeout
         try:
-            return Retrying(**retry_kwargs(policy, request, self.log, self.stats))(self.send, request)
+            return Retrying(**retry_kwargs(policy, request, self.log, self.stats))(
+                self.send, request, budget_end
+            )
         except ArrError as exc:
             return exc
 
-    def send(self, request: ApiRequest) -> ApiResponse:
-        """One attempt of one request, in its turn among the account's calls (the STS is not paced)."""
+    def send(self, request: ApiRequest, budget_end: float = math.inf) -> ApiResponse:
+        """One attempt of one request, in its turn among the account's calls (the STS is not
+        paced), if that turn comes before ``budget_end`` (a ``time.monotonic()``)."""
         self.stats.calls += 1
         if request.authenticated:
-            self.stats.paced += self.pacer.acquire()
+            try:
+                self.stats.paced += self.pacer.acquire(budget_end - time.monotonic())
+            except NoTurnInTime as exc:
+                raise no_turn(request, self.pacer, exc) from None
         started = time.monotonic()
         try:
             raw = self.http.request(
@@ -277,20 +296,24 @@ class AsyncTransport:
         return step.value
 
     async def _with_retries(self, request: ApiRequest, policy: RetrySettings) -> ApiResponse | ArrError:
+        budget_end = time.monotonic() + policy.throttle_timeout
         try:
             async for attempt in AsyncRetrying(**retry_kwargs(policy, request, self.log, self.stats)):
                 with attempt:
-                    return await self.send(request)
+                    return await self.send(request, budget_end)
         except ArrError as exc:
             return exc
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    async def send(self, request: ApiRequest) -> ApiResponse:
+    async def send(self, request: ApiRequest, budget_end: float = math.inf) -> ApiResponse:
         """One attempt of one request, in its turn among the account's calls (the STS is not
         paced), on a free connection of the least busy pool."""
         self.stats.calls += 1
         if request.authenticated:
-            self.stats.paced += await self.pacer.acquire()
+            try:
+                self.stats.paced += await self.pacer.acquire(budget_end - time.monotonic())
+            except NoTurnInTime as exc:
+                raise no_turn(request, self.pacer, exc) from None
         async with self.slots:
             pool = self.in_flight.index(min(self.in_flight))
             self.in_flight[pool] += 1

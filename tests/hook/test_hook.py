@@ -280,10 +280,13 @@ def test_ensure_stopped_is_idempotent(admin: Admin) -> None:
     # ... but a refusal for a session that is still running is an error.
     running = hook.create_session()
     admin.fault(operation="stop", action="status", status=409, count=1)
-    from airflow_provider_arr.exceptions import ArrConflictError
+    from airflow_provider_arr.exceptions import ArrSessionLeftRunningError
 
-    with pytest.raises(ArrConflictError):
+    with pytest.raises(ArrSessionLeftRunningError) as info:
         hook.ensure_stopped(running)
+    assert f"session {running} is still running and billed" in str(info.value)
+    assert f"airflow arr sessions stop {running} --conn-id arr_default" in str(info.value)
+    assert info.value.http_status == 409
     hook.stop_session(running)
 
 
@@ -299,8 +302,9 @@ def test_key_and_token_are_registered_with_the_secrets_masker(admin: Admin) -> N
 
 
 def test_retry_budget_bounds_a_429_storm(admin: Admin) -> None:
-    """50 attempts allowed, but a 2.5 s budget and Retry-After: 1 s: the budget ends the storm."""
-    hook = ArrHook(retry_limit=50, retry_total_timeout=2.5)
+    """A 2.5 s throttle budget and Retry-After: 1 s: the budget ends the storm, whatever the
+    number of attempts allowed."""
+    hook = ArrHook(retry_limit=50, throttle_timeout=2.5)
     hook.list_sessions()  # the token, outside the storm
     admin.fault(operation="list", action="status", status=429, retry_after=1)
     with pytest.raises(ArrThrottledError):

@@ -219,7 +219,7 @@ def test_05_kill_during_a_2021_create_stops_the_session_it_was_creating(harness:
     harness.reset(startup_delay=NEVER)
     session_id = ArrHook().create_session(session_id="being-created", max_lease_time="0:30:00")
     operator = ArrCreateSessionOperator(task_id="create", session_id=session_id)
-    operator._creating = session_id  # where execute stands while its PUT is in flight
+    operator._remember(session_id)  # what the create does before its PUT goes out
     operator.on_kill()
     assert harness.admin.active() == 0
     assert only_session(harness.admin.state())["stop_requested"]
