@@ -9,9 +9,27 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Admin
+from airflow_provider_arr.emulator import EmulatorServer
+from tests.conftest import Admin, connection_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db", "arr_conn")]
+
+
+@pytest.fixture
+def emulator(emulator_factory: Any) -> EmulatorServer:
+    """The default path: the emulator throttled at the service's documented rate (0.2 calls/s,
+    bursts of 5), so every DAG run here is paced as in production."""
+    return emulator_factory(throttle_rate=0.2, throttle_burst=5)
+
+
+@pytest.fixture
+def arr_conn(monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer, api_version: str) -> str:
+    """``arr_default`` at its defaults (rate, budgets), but for fast retries of injected faults."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ARR_DEFAULT",
+        connection_json(emulator.url, api_version=api_version, retry_wait_min=0.05, retry_wait_max=1),
+    )
+    return "arr_default"
 
 
 def run(dag: Any, **conf: Any) -> tuple[str, dict[str, str]]:
