@@ -754,6 +754,15 @@ class Deployment:
         self.note(f"kill -9 {name} (pid {pid}): exit {component.proc.returncode if component.proc else '?'}")
         return component
 
+    def graceful_stop(self, name: str) -> str:
+        """Stop a component as an orchestrator would (SIGTERM, SIGKILL if it lingers); it stays down
+        until :meth:`restart`."""
+        self.note(f"SIGTERM to {name}")
+        outcome = self.components[name].stop(grace=30, group_sigterm=False)
+        self.down.add(name)
+        self.note(f"{name} stopped: {outcome}")
+        return outcome
+
     def restart(self, name: str) -> Component:
         """Start a killed component again, same name, hostname and environment (a container restart)."""
         component = self.components[name]
@@ -838,14 +847,13 @@ class Deployment:
         """Each wait (``run_id[map_index]``) -> hostnames of the triggerers that ran its trigger, in
         job order (from the trigger log files, ``...log.trigger.<job id>.log``)."""
         hosts = self.triggerer_hostnames()
-        out: dict[str, list[str]] = {}
+        found: dict[str, list[int]] = {}
         for run_id in run_ids:
             for name in self.task_logs(run_id, task_id, dag_id):
-                found = re.search(r"(?:map_index=(-?\d+)/)?attempt=\d+\.log\.trigger\.(\d+)\.log$", name)
-                if found:
-                    key = f"{run_id}[{found.group(1) or -1}]"
-                    out.setdefault(key, []).append(hosts.get(int(found.group(2)), f"job {found.group(2)}"))
-        return out
+                m = re.search(r"(?:map_index=(-?\d+)/)?attempt=\d+\.log\.trigger\.(\d+)\.log$", name)
+                if m:
+                    found.setdefault(f"{run_id}[{m.group(1) or -1}]", []).append(int(m.group(2)))
+        return {key: [hosts.get(j, f"job {j}") for j in sorted(jobs)] for key, jobs in found.items()}
 
     # Scenarios still to be written, on features being built in parallel (use these helpers):
     #  5. lease guard while its triggerer is killed: trigger a long render with a short lease,
