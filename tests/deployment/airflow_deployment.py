@@ -54,7 +54,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import ACCOUNT_ID, ACCOUNT_KEY, Admin
+from tests.conftest import Admin
 
 pytestmark = [pytest.mark.slow]
 
@@ -248,7 +248,7 @@ def compose_emulator_argv(compose: dict[str, Any], *, known_options: set[str]) -
             continue
         given = local.get(opt, value)
         out += [opt] if given is None else [opt, given]
-    out += ["--account-id", ACCOUNT_ID, "--account-key", ACCOUNT_KEY, "--access-log", "--log-level", "info"]
+    out += ["--access-log", "--log-level", "info"]
     return out
 
 
@@ -513,6 +513,9 @@ class Deployment:
         self.deadline = time.monotonic() + SETUP_BUDGET
         self.budget = SETUP_BUDGET
         self.compose = compose_file()
+        # The account of the compose file's connection: the emulator's default one.
+        conn = json.loads(compose_airflow_env(self.compose)["AIRFLOW_CONN_ARR_DEFAULT"])
+        self.account_id, self.account_key = str(conn["login"]), str(conn["password"])
 
     def set_budget(self, seconds: float) -> None:
         """Every later wait must end within ``seconds`` from now."""
@@ -780,10 +783,15 @@ class Deployment:
 
     def shutdown(self) -> None:
         t0 = time.monotonic()
-        outcomes = []
-        for component in [*reversed(self.components.values()), *self.retired, self.emulator]:
-            if component is not None:
-                outcomes.append(f"{component.name} {component.stop(grace=15)}")
+        from concurrent.futures import ThreadPoolExecutor
+
+        airflow = [*reversed(self.components.values()), *self.retired]
+        with ThreadPoolExecutor(max(1, len(airflow))) as pool:  # all at once, as `compose down`
+            outcomes = [
+                f"{c.name} {o}" for c, o in zip(airflow, pool.map(lambda c: c.stop(grace=15), airflow))
+            ]
+        if self.emulator is not None:  # last: stops the tasks' teardowns may still send
+            outcomes.append(f"{self.emulator.name} {self.emulator.stop(grace=15)}")
         self._sweep()
         for cleanup in (self.drop_database, self._redis_flush):
             try:
