@@ -479,7 +479,8 @@ def record(result: ScenarioResult) -> None:
         "Written by `make deploy-test` (tests/deployment/test_distributed.py): the topology\n"
         "of "
         "docker-compose.yaml run as processes on one 2-core machine (api-server, dag-processor,\n"
-        "2 schedulers, 2 triggerers, 2 Celery workers; PostgreSQL metadata DB and result backend, Redis broker), the\n"
+        "2 schedulers, 2 triggerers, 2 Celery workers; PostgreSQL metadata DB and result backend,\n"
+        "Redis broker), the "
         "provider installed from its wheel, the emulator as the service throttled at 0.2 calls/s per\n"
         "account (bursts of 5). Runs triggered over the REST API. Sessions counted by the emulator;\n"
         "429s are the emulator's `throttled` count (answers, not task failures).\n\n"
@@ -788,7 +789,8 @@ class Deployment:
         airflow = [*reversed(self.components.values()), *self.retired]
         with ThreadPoolExecutor(max(1, len(airflow))) as pool:  # all at once, as `compose down`
             outcomes = [
-                f"{c.name} {o}" for c, o in zip(airflow, pool.map(lambda c: c.stop(grace=15), airflow))
+                f"{c.name} {o}"
+                for c, o in zip(airflow, pool.map(lambda c: c.stop(grace=15), airflow), strict=True)
             ]
         if self.emulator is not None:  # last: stops the tasks' teardowns may still send
             outcomes.append(f"{self.emulator.name} {self.emulator.stop(grace=15)}")
