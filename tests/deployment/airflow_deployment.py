@@ -855,15 +855,19 @@ class Deployment:
         self, dag_id: str, run_ids: list[str], task_id: str = "wait_ready"
     ) -> dict[str, list[str]]:
         """Each wait (``run_id[map_index]``) -> hostnames of the triggerers that ran its trigger, in
-        job order (from the trigger log files, ``...log.trigger.<job id>.log``)."""
+        the order they ran it (from the trigger log files, ``...log.trigger.<job id>.log``)."""
         hosts = self.triggerer_hostnames()
-        found: dict[str, list[int]] = {}
+        found: dict[str, list[tuple[str, int]]] = {}
         for run_id in run_ids:
-            for name in self.task_logs(run_id, task_id, dag_id):
+            for name, text in self.task_logs(run_id, task_id, dag_id).items():
                 m = re.search(r"(?:map_index=(-?\d+)/)?attempt=\d+\.log\.trigger\.(\d+)\.log$", name)
                 if m:
-                    found.setdefault(f"{run_id}[{m.group(1) or -1}]", []).append(int(m.group(2)))
-        return {key: [hosts.get(j, f"job {j}") for j in sorted(jobs)] for key, jobs in found.items()}
+                    # Job ids say nothing of the order (a triggerer started first may take over
+                    # later): the first line's time does.
+                    first = re.search(r'"timestamp":\s*"([^"]+)"', text)
+                    key = f"{run_id}[{m.group(1) or -1}]"
+                    found.setdefault(key, []).append((first.group(1) if first else "", int(m.group(2))))
+        return {key: [hosts.get(j, f"job {j}") for _, j in sorted(jobs)] for key, jobs in found.items()}
 
     # Scenarios still to be written, on features being built in parallel (use these helpers):
     #  5. lease guard while its triggerer is killed: trigger a long render with a short lease,
