@@ -470,21 +470,29 @@ def results_table(rows: list[ScenarioResult]) -> str:
 
 
 def record(result: ScenarioResult) -> None:
-    """Print the table so far and write it to benchmarks/DEPLOYMENT.md."""
+    """Print the table so far and write it to benchmarks/DEPLOYMENT.md (rows of scenarios not run
+    this time are kept from the file, so that ``-k`` runs update their own rows only)."""
     RESULTS.append(result)
     table = results_table(RESULTS)
     print(f"\n{table}")
+    ours = {r.scenario for r in RESULTS}
+    kept = []
+    if TABLE_FILE.exists():
+        for line in TABLE_FILE.read_text().splitlines():
+            cells = [c.strip() for c in line.split("|")]
+            if len(cells) > 2 and cells[1][:2].rstrip(".").isdigit() and cells[1] not in ours:
+                kept.append(line + "\n")
+    body = table.splitlines(keepends=True)
+    rows = sorted([*body[2:], *kept])
     TABLE_FILE.write_text(
         "# The provider in a distributed Airflow deployment\n\n"
         "Written by `make deploy-test` (tests/deployment/test_distributed.py): the topology\n"
-        "of "
-        "docker-compose.yaml run as processes on one 2-core machine (api-server, dag-processor,\n"
+        "of docker-compose.yaml run as processes on one 2-core machine (api-server, dag-processor,\n"
         "2 schedulers, 2 triggerers, 2 Celery workers; PostgreSQL metadata DB and result backend,\n"
-        "Redis broker), the "
-        "provider installed from its wheel, the emulator as the service throttled at 0.2 calls/s per\n"
-        "account (bursts of 5). Runs triggered over the REST API. Sessions counted by the emulator;\n"
-        "429s are the emulator's `throttled` count (answers, not task failures).\n\n"
-        f"Last run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n{table}"
+        "Redis broker), the provider installed from its wheel, the emulator as the service throttled\n"
+        "at 0.2 calls/s per account (bursts of 5). Runs triggered over the REST API. Sessions counted\n"
+        "by the emulator; 429s are the emulator's `throttled` count (answers, not task failures).\n\n"
+        f"Last written: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n{''.join(body[:2] + rows)}"
     )
 
 
