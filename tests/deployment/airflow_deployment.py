@@ -492,6 +492,11 @@ def record(result: ScenarioResult) -> None:
         "Redis broker), the provider installed from its wheel, the emulator as the service throttled\n"
         "at 0.2 calls/s per account (bursts of 5). Runs triggered over the REST API. Sessions counted\n"
         "by the emulator; 429s are the emulator's `throttled` count (answers, not task failures).\n\n"
+        "Budget of scenario 1 at that rate: each of its 40 sessions needs a create, the sensor's first\n"
+        "read (in the worker), at least one read in the triggerer and a stop: at least 160 calls, of\n"
+        "which 5 pass at once (the burst) and the rest at 0.2/s: 775 s at the very least, whatever the\n"
+        "provider does, unless reads are shared between waits (coalesced polling: then about 120 calls,\n"
+        "575 s).\n\n"
         f"Last written: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n{''.join(body[:2] + rows)}"
     )
 
@@ -510,7 +515,6 @@ class Deployment:
         self.admin_token = secrets.token_urlsafe(16)
         self.components: dict[str, Component] = {}
         self.down: set[str] = set()  # killed on purpose, not yet restarted
-        self.retired: list[Component] = []
         self.emulator: Component | None = None
         self.emulator_url = ""
         self.admin: DeployAdmin | None = None
@@ -794,7 +798,7 @@ class Deployment:
         t0 = time.monotonic()
         from concurrent.futures import ThreadPoolExecutor
 
-        airflow = [*reversed(self.components.values()), *self.retired]
+        airflow = list(reversed(self.components.values()))
         with ThreadPoolExecutor(max(1, len(airflow))) as pool:  # all at once, as `compose down`
             outcomes = [
                 f"{c.name} {o}"
@@ -997,7 +1001,7 @@ class Deployment:
                 out.append(f"emulator state: {json.dumps(self.admin.state(), indent=1)}")
             except Exception as exc:
                 out.append(f"emulator state: <unavailable: {exc}>")
-        for component in [*self.components.values(), *self.retired, self.emulator]:
+        for component in [*self.components.values(), self.emulator]:
             if component is None:
                 continue
             code = component.proc.returncode if component.proc else None

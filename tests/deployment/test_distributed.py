@@ -82,7 +82,7 @@ def failed_on_429(dep: Deployment, tis: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def settle(dep: Deployment, admin: Admin) -> dict[str, int]:
+def settle(dep: Deployment) -> dict[str, int]:
     """The emulator's counts once the runs have ended (a stop just answered may still be counted)."""
     time.sleep(2)
     return dep.session_counts()
@@ -110,7 +110,7 @@ def test_20_mapped_runs_spread_over_workers_and_triggerers(deployment: Deploymen
     run_ids = [dep.trigger(conf(SCENES), DAG) for _ in range(runs)]
     states = wait_runs(dep, run_ids, timeout=2200)
     tis = tis_of(dep, run_ids)
-    counts = settle(dep, admin)
+    counts = settle(dep)
     throttled_failures = failed_on_429(dep, tis)
     failed = [
         f"{t['dag_run_id']}/{t['task_id']}[{t['map_index']}]={t['state']}"
@@ -176,7 +176,7 @@ def test_kill9_triggerer_holding_waits(deployment: Deployment, admin: Admin) -> 
     dep.note(f"{survivor} holds the {len(moved)} waits of {victim} {takeover:.0f} s after the kill")
     states = wait_runs(dep, run_ids, timeout=500)
     tis = tis_of(dep, run_ids)
-    counts = settle(dep, admin)
+    counts = settle(dep)
     dep.restart(victim)
     waits = dep.trigger_runs(DAG, run_ids)
     note = f"{victim} held {held} of 4 waits; {survivor} took them over {takeover:.0f} s after the kill"
@@ -221,7 +221,7 @@ def test_kill9_worker_running_a_render(deployment: Deployment, admin: Admin) -> 
     dep.kill9(victim)
     state = dep.wait_run(run_id, 300, DAG)
     tis = {(t["task_id"], t["map_index"]): t for t in dep.task_instances(run_id, DAG)}
-    counts = settle(dep, admin)
+    counts = settle(dep)
     dep.restart(victim)
     stop = tis[("stop", 0)]
     note = (
@@ -258,7 +258,7 @@ def test_kill9_scheduler_mid_run(deployment: Deployment, admin: Admin) -> None:
     killed_at = dep.sql("SELECT now()")[0][0]
     states = wait_runs(dep, run_ids, timeout=450)
     tis = tis_of(dep, run_ids)
-    counts = settle(dep, admin)
+    counts = settle(dep)
     queued_after = dep.sql(
         "SELECT DISTINCT queued_by_job_id FROM task_instance WHERE dag_id = %s AND run_id = ANY(%s) "
         "AND queued_dttm > %s",
