@@ -11,7 +11,8 @@
 * **render** is a placeholder for your workload, one task per scene: it receives the scene and
   the hostname of the session that has it loaded.
 * **stop** is the *teardown* of create, mapped over the created sessions: it runs whatever fails
-  in between, so no session is left billing. Stopping is idempotent.
+  in between, so no session is left billing. Stopping is idempotent, and retried (a throttled
+  stop is tried again later, not given up).
 
 Every call of every task and every triggerer counts against the account's throttle (about one
 call per 5 to 10 s for the whole account): many scenes, or many runs at once, make each of them
@@ -106,7 +107,11 @@ with DAG(
 
     rendered = render.expand(scene_and_hostname=models.zip(wait_ready.output))
 
-    stop = ArrStopSessionOperator.partial(task_id="stop").expand(session_id=create.output)
+    # A stop the service throttled (429) past the hook's own retries is tried again later: a
+    # session that is not stopped is billed until its lease runs out.
+    stop = ArrStopSessionOperator.partial(
+        task_id="stop", retries=5, retry_delay=timedelta(seconds=30), retry_exponential_backoff=True
+    ).expand(session_id=create.output)
 
     wait_ready >> rendered >> stop
     stop.as_teardown(setups=create)  # type: ignore[arg-type]  # a mapped setup works; the stub says BaseOperator
