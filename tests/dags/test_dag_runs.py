@@ -172,3 +172,25 @@ def test_sensor_fails_fast_on_a_session_that_will_never_be_ready(admin: Admin, e
     assert info.value.session_id == session_id
     assert admin.counts()["get"] == 1  # one read, no waiting for the timeout
     ArrHook().ensure_stopped(session_id)
+
+
+def test_scenes_dag_one_session_per_scene_each_stopped(admin: Admin) -> None:
+    sys.path.insert(0, str(DAGS))
+    try:
+        sys.modules.pop("arr_render_scenes", None)
+        import arr_render_scenes
+    finally:
+        sys.path.remove(str(DAGS))
+    scenes = [f"https://example.blob.core.windows.net/scenes/{name}.arrAsset" for name in "abc"]
+    dag_run = arr_render_scenes.dag.test(run_conf={"scenes": scenes, "poll_interval": 5})
+    tis = dag_run.get_task_instances()
+    states = sorted((ti.task_id, ti.map_index, str(ti.state)) for ti in tis)
+    assert str(dag_run.state) == "success", states
+    expected = [("scene_models", -1, "success")] + [
+        (task, i, "success") for task in ("create", "render", "stop", "wait_ready") for i in range(3)
+    ]
+    assert states == sorted(expected)
+    sessions = admin.state()["sessions"]
+    assert len(sessions) == 3
+    assert all(s["stop_requested"] for s in sessions)
+    assert admin.active() == 0
