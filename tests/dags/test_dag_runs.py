@@ -5,6 +5,8 @@ After every run the emulator must hold no active session: the teardown stop alwa
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from airflow_provider_arr.emulator import EmulatorServer
 from tests.conftest import Admin, connection_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db", "arr_conn")]
+DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 
 @pytest.fixture
