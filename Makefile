@@ -51,7 +51,9 @@ dist: $(STAMP)
 compat: $(STAMP)
 	$(BIN)/python scripts/compat.py $(ARGS)
 
-# The real-deployment tests alone: compose file, wheel install, Airflow processes on PostgreSQL, UI.
+# The real-deployment tests alone: compose file, wheel install, the compose topology as processes
+# (CeleryExecutor on Redis + PostgreSQL, 2 schedulers/triggerers/workers, kill -9 scenarios), UI.
+# Writes benchmarks/DEPLOYMENT.md.
 deploy-test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -rs tests/deployment
 

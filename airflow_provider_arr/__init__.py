@@ -60,7 +60,7 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
-        "extra-links": [],
+        "extra-links": ["airflow_provider_arr.links.ArrInspectorLink"],
         # Read by Airflow >= 3.2 (`airflow arr sessions ...`); older versions ignore it and use
         # the console script `airflow-arr`.
         "cli": ["airflow_provider_arr.cli.get_provider_cli_commands"],

@@ -24,7 +24,15 @@ from typing import Any
 from airflow import __version__ as AIRFLOW_VERSION
 
 # The same in every 3.x, re-exported so that modules import Airflow's names from one place.
-from airflow.sdk import BaseOperator, BaseSensorOperator, Connection, Context, PokeReturnValue
+from airflow.sdk import (
+    BaseOperator,
+    BaseOperatorLink,
+    BaseSensorOperator,
+    Connection,
+    Context,
+    PokeReturnValue,
+)
+from airflow.sdk.execution_time.xcom import XCom
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from packaging.version import Version
 
@@ -98,6 +106,20 @@ def note_trigger_on_kill(log: Any = None, *, wanted: bool = True) -> bool:
     return False
 
 
+_registered: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Register ``value`` with Airflow's secrets masker once per process.
+
+    Every registration is a message to the task supervisor; registering the account key again
+    for every hook (or a token for every call) only multiplies where the value travels.
+    """
+    if value and value not in _registered:
+        _registered.add(value)
+        mask_secret(value)
+
+
 __all__ = [
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_1_PLUS",
@@ -110,6 +132,7 @@ __all__ = [
     "AirflowSensorTimeout",
     "BaseHook",
     "BaseOperator",
+    "BaseOperatorLink",
     "BaseSensorOperator",
     "BaseTrigger",
     "Connection",
@@ -117,7 +140,9 @@ __all__ = [
     "PokeReturnValue",
     "TaskDeferred",
     "TriggerEvent",
+    "XCom",
     "conf",
     "mask_secret",
     "note_trigger_on_kill",
+    "register_secret",
 ]

@@ -84,7 +84,7 @@ EXTRAS: tuple[Extra, ...] = (
     Extra(
         "retry_limit",
         "Attempts per call",
-        "Attempts of one call after a 5xx or a broken connection, the first included.",
+        "Attempts of one call failing with 5xx or a broken connection, the first included.",
         kind="integer",
         default=6,
     ),
@@ -114,6 +114,35 @@ EXTRAS: tuple[Extra, ...] = (
         "Price per session-hour",
         "What one session costs per hour; the orphan sweep reports the cost it ends (optional).",
         kind="number",
+    ),
+    Extra(
+        "throttle_timeout",
+        "Throttle budget (s)",
+        "How long a call waits out 429 answers before failing (a wait uses its own deadline).",
+        kind="number",
+        default=300,
+    ),
+    Extra(
+        "stop_timeout",
+        "Stop budget (s)",
+        "How long a stop keeps trying through 5xx, 429 and broken connections before it fails.",
+        kind="number",
+        default=600,
+    ),
+    Extra(
+        "rate_limit",
+        "Calls per second",
+        "The account's call rate this process starts at (the service's rule: one call per 5 s); "
+        "it slows down after a 429 and recovers after successes.",
+        kind="number",
+        default=0.2,
+    ),
+    Extra(
+        "rate_burst",
+        "Burst",
+        "Calls that may go at once before the rate applies.",
+        kind="integer",
+        default=5,
     ),
     Extra(
         "verify",

@@ -29,18 +29,21 @@ class ArrError(AirflowException):
     :param http_status: the HTTP status of the answer, if there was one.
     :param body: the answer's body (only an excerpt is kept).
     :param ms_cv: the service's ``MS-CV`` trace id of the answer.
+    :param operation: the call that failed (``token``, ``create``, ``get``, ...), if any.
     """
 
     def __init__(
         self,
         message: str,
         *,
+        operation: str | None = None,
         session_id: str | None = None,
         http_status: int | None = None,
         body: str | bytes | None = None,
         ms_cv: str | None = None,
     ) -> None:
         self.message = message
+        self.operation = operation
         self.session_id = session_id
         self.http_status = http_status
         self.body = excerpt(body)
@@ -80,11 +83,16 @@ class ArrConnectionError(ArrError):
     """The service could not be reached, or the connection broke before a complete answer.
 
     ``request_sent`` is False only when the request certainly never reached the service
-    (connection refused, connect timeout), so that the call is safe to repeat.
+    (connection refused, connect timeout, name resolution, TLS handshake), so that the call is
+    safe to repeat. ``permanent`` is True when no retry can help (a host that does not resolve,
+    a certificate that does not verify, a malformed URL): the message names the setting to fix.
     """
 
-    def __init__(self, message: str, *, request_sent: bool = True, **kwargs: object) -> None:
+    def __init__(
+        self, message: str, *, request_sent: bool = True, permanent: bool = False, **kwargs: object
+    ) -> None:
         self.request_sent = request_sent
+        self.permanent = permanent
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
 
@@ -113,10 +121,24 @@ class ArrLeaseError(ArrApiError):
 
 
 class ArrThrottledError(ArrApiError):
-    """429: too many calls; ``retry_after`` holds the service's advice in seconds, if it gave one."""
+    """429: too many calls; ``retry_after`` holds the service's advice in seconds, if it gave one.
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+    Raised to the caller only once the throttle budget is spent: ``waited`` then holds how long
+    the call kept trying, and ``throttled`` how many 429 answers it saw.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        waited: float | None = None,
+        throttled: int = 1,
+        **kwargs: object,
+    ) -> None:
         self.retry_after = retry_after
+        self.waited = waited
+        self.throttled = throttled
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
 
@@ -142,6 +164,13 @@ class ArrSessionMayExistError(ArrError):
     def __init__(self, message: str, *, candidates: tuple[str, ...] = (), **kwargs: object) -> None:
         self.candidates = candidates
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class ArrSessionLeftRunningError(ArrError):
+    """A stop could not be done within its budget: the session is still running and billed.
+
+    The message says until when its lease bills at most and the exact command to stop it by hand.
+    """
 
 
 class ArrSessionFailedError(ArrError, AirflowFailException):

@@ -179,6 +179,11 @@ def validate_session_id(value: object, *, field: str = "session_id") -> str:
     """Check a session id: letters, digits, ``-`` and ``_``, 1 to 256 characters."""
     if not isinstance(value, str) or not value.strip():
         raise ArrInputError(f"{field} must be a non-empty string, got {value!r}")
+    if value in ("None", "null"):
+        raise ArrInputError(
+            f"{field} is {value!r}: a template or XCom that found no value rendered to it (did the "
+            "upstream task push a session_id?)"
+        )
     if len(value) > SESSION_ID_MAX_LENGTH:
         raise ArrInputError(
             f"{field} is {len(value)} characters long; the service allows at most {SESSION_ID_MAX_LENGTH}"
@@ -212,8 +217,36 @@ def validate_region(value: object, *, field: str = "region") -> str:
 
 
 def is_template(value: object) -> bool:
-    """True for a Jinja template string, which is validated once rendered, at execute time."""
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
+    """True for a value known only at run time: a Jinja template string or an upstream task's
+    output (an XComArg); such values are validated once resolved, at execute time."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    return hasattr(value, "resolve") and hasattr(value, "operator")  # XComArg, in every Airflow 3
+
+
+def validate_seconds(value: object, *, field: str, minimum: float = 0.0) -> float:
+    """Check a duration in seconds: a number (or numeric string, or timedelta) >= ``minimum``."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ArrInputError(f"{field} must be a number of seconds, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ArrInputError(f"{field} must be a number of seconds, got {value!r}")
+    if value < minimum or (minimum == 0 and value <= 0):
+        raise ArrInputError(
+            f"{field} must be {'positive' if minimum == 0 else f'at least {minimum:g}'}, got {value!r}"
+        )
+    return float(value)
+
+
+def validate_flag(value: object, *, field: str) -> bool:
+    """Check a yes/no argument: a bool, not a string that merely looks like one."""
+    if not isinstance(value, bool):
+        raise ArrInputError(f"{field} must be True or False, got {value!r}")
+    return value
 
 
 def validate_poll_interval(value: object, *, field: str = "poll_interval", minimum: float = 5.0) -> float:

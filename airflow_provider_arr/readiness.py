@@ -2,7 +2,7 @@
 
 The sensor (poke and reschedule), the create operator's own wait and the trigger all call
 :func:`assess`, and the trigger's events carry the outcome under the ``EVENT_*`` constants that
-:func:`hostname_from_event` reads back.
+:func:`address_from_event` reads back.
 """
 
 from __future__ import annotations
@@ -76,13 +76,15 @@ def poll_ready(hook: ArrHook, session_id: str, log: LogLike) -> RenderingSession
     return session if reading.outcome == READY else None
 
 
-def hostname_from_event(event: dict[str, Any] | None, session_id: str) -> str | None:
-    """Read the trigger's event: the hostname on success, else the matching exception."""
+def address_from_event(event: dict[str, Any] | None, session_id: str) -> tuple[str | None, int | None]:
+    """Read the trigger's event: the hostname and ArrInspector port on success, else the
+    matching exception."""
     if not event or "status" not in event:
         raise ArrError(f"the wait for session {session_id} ended without an event: {event!r}")
     status, message = event["status"], event.get("message") or ""
     if status == EVENT_READY:
-        return event.get("hostname")
+        port = event.get("arr_inspector_port")
+        return event.get("hostname"), port if isinstance(port, int) else None
     if status == EVENT_FAILED:
         raise ArrSessionFailedError(message, session_id=session_id, status=event.get("session_status"))
     if status == EVENT_TIMEOUT:

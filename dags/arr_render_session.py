@@ -19,6 +19,7 @@ Trigger it with the form to pick the size, lease, models and poll interval. The 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
@@ -29,6 +30,16 @@ from airflow_provider_arr.sensors.session import ArrSessionReadySensor
 # is leased until someone unpauses it.
 SCHEDULE: str | None = "0 2 * * *"
 SESSION_ID = "{{ ti.xcom_pull(task_ids='create', key='session_id') }}"
+# The lease field of the trigger form: it accepts what the service accepts, and only that.
+LEASE_FORM: dict[str, Any] = {
+    "type": "string",
+    # hh:mm:ss from 0:00:01 to 23:59:59, or one day written 1.00:00:00 (the 24 h maximum).
+    "pattern": r"^(1\.00?:00?:00?|(0\.)?([01]?\d|2[0-3]):[0-5]?\d:[0-5]?\d)$",
+    "not": {"pattern": r"^(0\.)?0?0:0?0:0?0$"},  # a lease must be positive
+    "description": "Lease as hh:mm:ss, counted from the session's start: from 0:00:01 to 23:59:59, "
+    "or 1.00:00:00 for the 24 h maximum. The session is stopped after rendering anyway; the lease "
+    "caps the bill if all else fails.",
+}
 
 with DAG(
     dag_id="arr_render_session",
@@ -49,13 +60,7 @@ with DAG(
             enum=["standard", "premium"],
             description="Server size: standard, or premium for models over 20 million polygons.",
         ),
-        "max_lease_time": Param(
-            "1:00:00",
-            type="string",
-            pattern=r"^(\d+\.)?\d{1,2}:\d{1,2}:\d{1,2}$",
-            description="Lease as [d.]hh:mm:ss, counted from the session's start; at most 24:00:00. "
-            "The session is stopped after rendering anyway; the lease caps the bill if all else fails.",
-        ),
+        "max_lease_time": Param("1:00:00", **LEASE_FORM),
         "models": Param(
             [],
             type="array",
@@ -144,7 +149,11 @@ with DAG(
 
     rendered = render(hostname=wait_ready.output, session_id=SESSION_ID)  # type: ignore[arg-type]  # XComArg
 
-    stop = ArrStopSessionOperator(task_id="stop", session_id=SESSION_ID)
+    # A teardown that cannot reach the service keeps trying (the connection's stop_timeout), and the
+    # task retries on top of that: a session nobody stops bills until its lease ends.
+    stop = ArrStopSessionOperator(
+        task_id="stop", session_id=SESSION_ID, retries=3, retry_delay=timedelta(seconds=30)
+    )
 
     create >> wait_ready >> rendered >> stop
     stop.as_teardown(setups=create)

@@ -50,6 +50,10 @@ def _start_emulator(args: argparse.Namespace, key: str, log_path: Path) -> tuple
         str(args.startup_delay),
         "--time-scale",
         str(args.time_scale),
+        "--throttle-rate",
+        str(args.throttle_rate),
+        "--throttle-burst",
+        str(args.throttle_burst),
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_path.open("w"), text=True)
     deadline = time.monotonic() + 30
@@ -91,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-scale", type=float, default=10, help="emulated seconds per second (10)")
     parser.add_argument("--poll-interval", type=float, default=5, help="sensor poll interval, s (5)")
     parser.add_argument("--keep", action="store_true", help="keep the throwaway AIRFLOW_HOME")
+    parser.add_argument(
+        "--throttle-rate", type=float, default=0.2, help="calls/s per account, as the service (0.2)"
+    )
+    parser.add_argument("--throttle-burst", type=int, default=5, help="throttle burst (5)")
+    parser.add_argument("--log-level", default="INFO", help="Airflow's logging level (INFO)")
     args = parser.parse_args(argv)
 
     home = Path(tempfile.mkdtemp(prefix="arr-demo-"))
@@ -99,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     emulator, url = _start_emulator(args, key, home / "emulator.log")
     print(
         f"ARR demo: emulator at {url} "
-        f"(start-up {args.startup_delay:g} emulated s, x{args.time_scale:g} clock)"
+        f"(start-up {args.startup_delay:g} emulated s, x{args.time_scale:g} clock, "
+        f"throttled at {args.throttle_rate:g} calls/s, bursts of {args.throttle_burst})"
     )
     env = {
         **os.environ,
@@ -107,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": args.log_level,
         "AIRFLOW_CONN_ARR_DEFAULT": json.dumps(
             {
                 "conn_type": "azure_remote_rendering",

@@ -192,10 +192,24 @@ def api_version(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def arr_conn(monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer, api_version: str) -> str:
-    """``arr_default`` pointing at the emulator (fast retries), by environment variable."""
+    """``arr_default`` pointing at the emulator (fast retries), by environment variable.
+
+    The emulator is not throttled here and the connection's pacer is opened wide, so that tests
+    of other behaviour can call as often as they need; the rate limit has tests of its own, and
+    the DAG runs go through the default path (documented rate, throttled emulator).
+    """
     monkeypatch.setenv(
         "AIRFLOW_CONN_ARR_DEFAULT",
-        connection_json(emulator.url, api_version=api_version, retry_wait_min=0.05, retry_wait_max=1),
+        connection_json(
+            emulator.url,
+            api_version=api_version,
+            retry_wait_min=0.05,
+            retry_wait_max=1,
+            rate_limit=100,
+            rate_burst=100,
+            throttle_timeout=10,
+            stop_timeout=10,
+        ),
     )
     return "arr_default"
 

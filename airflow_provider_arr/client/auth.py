@@ -84,6 +84,7 @@ def read_token(request: ApiRequest, response: ApiResponse, *, account_id: str, s
         raise ArrAuthError(
             f"the STS refused the key of account {account_id!r} ({sts_endpoint}); "
             "check the connection's login and password",
+            operation="token",
             http_status=401,
             body=response.body,
             ms_cv=response.ms_cv,

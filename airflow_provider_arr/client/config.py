@@ -5,6 +5,9 @@ The extras and their defaults are declared once, in :mod:`airflow_provider_arr.c
 
 from __future__ import annotations
 
+import difflib
+import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +15,7 @@ from urllib.parse import urlsplit
 
 from airflow_provider_arr.client.dialects import API_V1, API_VERSIONS
 from airflow_provider_arr.client.retry import RetrySettings
-from airflow_provider_arr.connection_form import EXTRAS, LEGACY_EXTRA_PREFIX
+from airflow_provider_arr.connection_form import EXTRA_NAMES, EXTRAS, LEGACY_EXTRA_PREFIX
 from airflow_provider_arr.exceptions import ArrInputError
 from airflow_provider_arr.models import validate_region
 
@@ -32,6 +35,8 @@ class ClientConfig:
     timeout: float = DEFAULTS["timeout"]
     retry: RetrySettings = field(default_factory=RetrySettings)
     verify: bool | str = True
+    rate_limit: float = DEFAULTS["rate_limit"]
+    rate_burst: int = DEFAULTS["rate_burst"]
     conn_id: str | None = None
 
     @classmethod
@@ -47,6 +52,7 @@ class ClientConfig:
     ) -> ClientConfig:
         """Build a config from the fields of a connection, naming the field that is wrong."""
         read = _ExtraReader(conn_id, extra, overrides or {})
+        read.refuse_unknown()
         account_id = (login or "").strip()
         if not account_id:
             raise ArrInputError(f"{read.where}: login (the ARR account id) is empty")
@@ -64,8 +70,12 @@ class ClientConfig:
                 wait_min=read.number("retry_wait_min", allow_zero=True),
                 wait_max=read.number("retry_wait_max"),
                 total=read.number("retry_total_timeout"),
+                throttle_timeout=read.number("throttle_timeout", allow_zero=True),
+                stop_timeout=read.number("stop_timeout"),
             ),
-            verify=_verify(read.get("verify")),
+            verify=_verify(read),
+            rate_limit=read.number("rate_limit"),
+            rate_burst=read.number("rate_burst", integer=True),
             conn_id=conn_id,
         )
 
@@ -76,6 +86,18 @@ class _ExtraReader:
     def __init__(self, conn_id: str | None, extra: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
         self.where = f"connection {conn_id!r}" if conn_id else "connection"
         self.extra, self.overrides = extra, overrides
+
+    def refuse_unknown(self) -> None:
+        """A key the client does not read is a typo or a setting that does nothing: say so."""
+        for key in self.extra:
+            name = key.removeprefix(LEGACY_EXTRA_PREFIX)
+            if name not in EXTRA_NAMES:
+                close = difflib.get_close_matches(name, sorted(EXTRA_NAMES), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ArrInputError(
+                    f"{self.where}: extra {key!r} is not a setting of this provider{hint} "
+                    f"(known: {', '.join(sorted(EXTRA_NAMES))})"
+                )
 
     def get(self, name: str) -> Any:
         if self.overrides.get(name) is not None:
@@ -91,9 +113,14 @@ class _ExtraReader:
         if value is None:
             return DEFAULTS[name]
         try:
-            parsed = int(value) if integer else float(value)
+            parsed = float(value)
+            if isinstance(value, bool) or not math.isfinite(parsed) or (integer and parsed != int(parsed)):
+                raise ValueError(value)
         except (TypeError, ValueError):
-            raise ArrInputError(f"{self.where}: {name} must be a number, got {value!r}") from None
+            kind = "a whole number" if integer else "a number"
+            raise ArrInputError(f"{self.where}: {name} must be {kind}, got {value!r}") from None
+        if integer:
+            parsed = int(parsed)
         if parsed < 0 or (parsed == 0 and not allow_zero):
             raise ArrInputError(f"{self.where}: {name} must be positive, got {value!r}")
         return parsed
@@ -150,9 +177,20 @@ def _api_version(read: _ExtraReader) -> str:
     return api_version
 
 
-def _verify(raw: Any) -> bool | str:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str):
-        return {"true": True, "false": False}.get(raw.lower(), raw)
-    return True
+def _verify(read: _ExtraReader) -> bool | str:
+    raw = read.get("verify")
+    if raw is None or isinstance(raw, bool):
+        return True if raw is None else raw
+    if not isinstance(raw, str):
+        raise ArrInputError(
+            f"{read.where}: extra 'verify' must be true, false or a CA bundle path, got {raw!r}"
+        )
+    flag = {"true": True, "false": False}.get(raw.strip().lower())
+    if flag is not None:
+        return flag
+    if not os.path.isfile(raw):
+        raise ArrInputError(
+            f"{read.where}: extra 'verify' {raw!r} is not a readable CA bundle file; give the path of "
+            "the PEM file that signed the service's certificate (or true, or false)"
+        )
+    return raw

@@ -79,6 +79,7 @@ def error_for(request: ApiRequest, response: ApiResponse) -> ArrApiError:
     if hint:
         what += f" ({hint})"
     common: dict[str, Any] = {
+        "operation": request.operation,
         "session_id": request.session_id,
         "http_status": status,
         "body": response.body,
@@ -106,6 +107,7 @@ def unexpected(request: ApiRequest, response: ApiResponse, why: str) -> ArrUnexp
     """An answer that succeeded but cannot be understood."""
     return ArrUnexpectedResponseError(
         f"{request.label} answered {response.status} with an unexpected body: {why}",
+        operation=request.operation,
         session_id=request.session_id,
         http_status=response.status,
         body=response.body,

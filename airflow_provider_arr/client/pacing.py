@@ -189,6 +189,14 @@ def _is_throttled(status: int | None, throttled: bool | None) -> bool | None:
     return status == 429
 
 
+class NoTurnInTime(Exception):
+    """The caller's next turn comes later than it can wait (``delay`` seconds from now)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"the next turn is {delay:.1f} s away")
+        self.delay = delay
+
+
 class Pacer:
     """The thread-safe pacer of one account: every call takes a slot, then reports its answer.
 
@@ -219,13 +227,20 @@ class Pacer:
         self._lock = threading.Lock()
         self.rate = AdaptiveRate(rate, burst, now=clock())
 
-    def acquire(self) -> float:
-        """Wait for this call's slot (FIFO among callers); return the seconds waited."""
+    def acquire(self, max_wait: float = math.inf) -> float:
+        """Wait for this call's slot (FIFO among callers); return the seconds waited.
+
+        :raises NoTurnInTime: when the slot is further away than ``max_wait`` seconds (the
+            caller's budget): nothing is waited (the slot is lost, so the account is under-used,
+            never over-used).
+        """
         with self._lock:
             generation = self.rate.generation
             delay = self.rate.reserve(self._clock())
         waited = 0.0
         while delay > 0:
+            if waited + delay > max_wait:
+                raise NoTurnInTime(delay)
             self._sleep(delay)
             waited += delay
             with self._lock:
@@ -291,12 +306,17 @@ class AsyncPacer:
         self._sleep = sleep
         self.rate = AdaptiveRate(rate, burst, now=self._clock())
 
-    async def acquire(self) -> float:
-        """Wait for this call's slot (FIFO among callers); return the seconds waited."""
+    async def acquire(self, max_wait: float = math.inf) -> float:
+        """Wait for this call's slot (FIFO among callers); return the seconds waited.
+
+        :raises NoTurnInTime: as :meth:`Pacer.acquire`.
+        """
         generation = self.rate.generation
         delay = self.rate.reserve(self._clock())
         waited = 0.0
         while delay > 0:
+            if waited + delay > max_wait:
+                raise NoTurnInTime(delay)
             await self._sleep(delay)
             waited += delay
             if self.rate.generation == generation:

@@ -108,9 +108,10 @@ class ArrProtocol:
         try:
             response = yield from self.authorized(request)
         except (ArrServiceError, ArrConnectionError) as exc:
-            if self.dialect.client_chosen_ids or (
-                isinstance(exc, ArrConnectionError) and not exc.request_sent
-            ):
+            # Only an answer to the create itself that may have been processed hides a session:
+            # a failure of the token call, or before the request went out, is an ordinary error.
+            sent = exc.operation == "create" and getattr(exc, "request_sent", True)
+            if self.dialect.client_chosen_ids or not sent:
                 raise
             raise (yield from self._may_exist(exc, size, lease)) from exc
         if self.dialect.client_chosen_ids:
@@ -158,15 +159,20 @@ class ArrProtocol:
 
     def list_sessions(self) -> Exchange[list[RenderingSession]]:
         """List the account's sessions, following every page."""
+        sessions, _pages = yield from self.list_sessions_paged()
+        return sessions
+
+    def list_sessions_paged(self) -> Exchange[tuple[list[RenderingSession], int]]:
+        """List the account's sessions, following every page; and say how many pages (calls) it took."""
         sessions: list[RenderingSession] = []
         next_link: str | None = None
-        for _ in range(MAX_LIST_PAGES):
+        for page_number in range(1, MAX_LIST_PAGES + 1):
             request = self.dialect.list_request(next_link)
             response = yield from self.authorized(request)
             page, next_link = self.dialect.list_page(request, response)
             sessions.extend(page)
             if next_link is None:
-                return sessions
+                return sessions, page_number
         raise ArrUnexpectedResponseError(f"ARR list did not end after {MAX_LIST_PAGES} pages")
 
     def update_session(self, session_id: str, lease: timedelta) -> Exchange[None]:

@@ -8,6 +8,7 @@ passes through :meth:`SyncTransport.send` or :meth:`AsyncTransport.send`), retry
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import weakref
 from collections.abc import Callable
@@ -17,14 +18,25 @@ from typing import Any, ClassVar, Generic, TypeVar
 import requests
 from requests.adapters import HTTPAdapter
 from tenacity import AsyncRetrying, Retrying
-from urllib3.exceptions import MaxRetryError, NewConnectionError
+from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 
 from airflow_provider_arr.client.config import ClientConfig
-from airflow_provider_arr.client.errors import error_for
+from airflow_provider_arr.client.errors import error_for, parse_retry_after
+from airflow_provider_arr.client.failures import (
+    CONNECT,
+    DNS,
+    SENT,
+    TLS,
+    URL,
+    connection_error,
+    kind_from_causes,
+)
 from airflow_provider_arr.client.messages import ApiRequest, ApiResponse, Exchange, LogLike
+from airflow_provider_arr.client.pacing import AsyncPacer, NoTurnInTime, Pacer, async_pacer, sync_pacer
 from airflow_provider_arr.client.protocol import ArrProtocol
-from airflow_provider_arr.client.retry import retry_kwargs
-from airflow_provider_arr.exceptions import ArrConnectionError, ArrError
+from airflow_provider_arr.client.retry import CallStats, RetrySettings, retry_kwargs
+from airflow_provider_arr.exceptions import ArrConnectionError, ArrError, ArrThrottledError
+from airflow_provider_arr.models import RenderingSession
 
 T = TypeVar("T")
 
@@ -33,7 +45,6 @@ T = TypeVar("T")
 #: which, with one pool of 64, cost more CPU than the rest of a poll; with pools of 2 it is noise.
 POOLS = 32
 CONNECTIONS_PER_POOL = 2
-ERROR_TEXT_LIMIT = 300
 
 
 @dataclass(frozen=True)
@@ -67,19 +78,69 @@ def log_call(log: LogLike, request: ApiRequest, status: int | str, started: floa
     log.info("ARR %s %s -> %s in %.0f ms (MS-CV %s)", request.method, request.path, status, elapsed_ms, ms_cv)
 
 
-def truncate(text: str, limit: int = ERROR_TEXT_LIMIT) -> str:
-    """``text``, cut to ``limit`` characters."""
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 def connection_failed(
-    request: ApiRequest, exc: Exception, *, sent: bool, started: float, log: LogLike
+    request: ApiRequest, exc: BaseException, kind: str, *, started: float, log: LogLike
 ) -> ArrConnectionError:
-    """Log a call that got no complete answer and describe it (``sent``: it may have been processed)."""
+    """Log a call that got no complete answer and describe it (see :mod:`.failures`)."""
     log_call(log, request, type(exc).__name__, started, None)
-    return ArrConnectionError(
-        f"{request.label} failed: {type(exc).__name__}: {truncate(str(exc))}",
-        request_sent=sent,
+    return connection_error(request, exc, kind)
+
+
+def requests_failure_kind(exc: BaseException) -> str:
+    """The kind of a requests failure (see :mod:`.failures`)."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TLS
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema)):
+        return URL
+    if isinstance(exc, requests.exceptions.InvalidSchema):
+        return URL
+    if isinstance(exc, requests.ConnectTimeout):
+        return CONNECT
+    if isinstance(exc, requests.ConnectionError):
+        cause = exc.args[0] if exc.args else None
+        reason = cause.reason if isinstance(cause, MaxRetryError) else cause
+        if isinstance(reason, NameResolutionError):
+            return DNS
+        if isinstance(reason, NewConnectionError):
+            return kind_from_causes(exc) or CONNECT
+    if not isinstance(exc, requests.RequestException):
+        return TLS  # requests raises a bare OSError for a CA bundle it cannot read
+    return kind_from_causes(exc) or SENT
+
+
+def httpx_failure_kind(exc: BaseException) -> str:
+    """The kind of an httpx failure (see :mod:`.failures`)."""
+    import httpx
+
+    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
+        return URL
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return kind_from_causes(exc) or CONNECT
+    return kind_from_causes(exc) or SENT
+
+
+def account_key(config: ClientConfig) -> tuple[str, str]:
+    """Whose rate limit a call spends: the service's account (endpoint and account id)."""
+    return config.endpoint, config.account_id
+
+
+def report(pacer: Pacer | AsyncPacer, request: ApiRequest, response: ApiResponse | None) -> None:
+    """Tell the account's pacer how a paced call went (None: no answer, nothing learnt)."""
+    if not request.authenticated:
+        return
+    if response is None:
+        pacer.record(None)
+    else:
+        pacer.record(response.status, retry_after=parse_retry_after(response.headers.get("retry-after")))
+
+
+def no_turn(request: ApiRequest, pacer: Pacer | AsyncPacer, exc: NoTurnInTime) -> ArrThrottledError:
+    """The account's pacer has no turn for this call within its budget (after the service's 429s)."""
+    rate = pacer.stats().rate
+    return ArrThrottledError(
+        f"{request.label} not sent: the account's next turn is {exc.delay:.0f} s away (its rate is down "
+        f"to {rate:.3g} calls/s after the service's 429 answers), past this call's budget",
+        operation=request.operation,
         session_id=request.session_id,
     )
 
@@ -90,13 +151,6 @@ def answered(request: ApiRequest, response: ApiResponse, *, started: float, log:
     if response.ok or response.status == 401:
         return response
     raise error_for(request, response)
-
-
-def _refused(exc: requests.RequestException) -> bool:
-    """True when no connection could be opened, so the request never reached the service."""
-    cause = exc.args[0] if exc.args else None
-    reason = cause.reason if isinstance(cause, MaxRetryError) else cause
-    return isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
 
 
 class SyncTransport:
@@ -111,22 +165,36 @@ class SyncTransport:
         adapter = HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=8)
         self.http.mount("http://", adapter)
         self.http.mount("https://", adapter)
+        self.stats = CallStats()
+        # One per account in the process: every hook's calls to the account take turns here.
+        self.pacer = sync_pacer(account_key(self.config), self.config.rate_limit, self.config.rate_burst)
 
-    def drive(self, exchange: Exchange[T]) -> T:
-        """Run one protocol exchange to its result."""
+    def drive(self, exchange: Exchange[T], retry: RetrySettings | None = None) -> T:
+        """Run one protocol exchange to its result (``retry``: another policy than the connection's)."""
+        policy = retry or self.config.retry
         step = first_step(exchange)
         while not isinstance(step, Finished):
-            step = next_step(exchange, self._with_retries(step))
+            step = next_step(exchange, self._with_retries(step, policy))
         return step.value
 
-    def _with_retries(self, request: ApiRequest) -> ApiResponse | ArrError:
+    def _with_retries(self, request: ApiRequest, policy: RetrySettings) -> ApiResponse | ArrError:
+        budget_end = time.monotonic() + policy.throttle_timeout
         try:
-            return Retrying(**retry_kwargs(self.config.retry, request, self.log))(self.send, request)
+            return Retrying(**retry_kwargs(policy, request, self.log, self.stats))(
+                self.send, request, budget_end
+            )
         except ArrError as exc:
             return exc
 
-    def send(self, request: ApiRequest) -> ApiResponse:
-        """One attempt of one request."""
+    def send(self, request: ApiRequest, budget_end: float = math.inf) -> ApiResponse:
+        """One attempt of one request, in its turn among the account's calls (the STS is not
+        paced), if that turn comes before ``budget_end`` (a ``time.monotonic()``)."""
+        self.stats.calls += 1
+        if request.authenticated:
+            try:
+                self.stats.paced += self.pacer.acquire(budget_end - time.monotonic())
+            except NoTurnInTime as exc:
+                raise no_turn(request, self.pacer, exc) from None
         started = time.monotonic()
         try:
             raw = self.http.request(
@@ -139,10 +207,12 @@ class SyncTransport:
                 # Per request: a session-level verify loses to REQUESTS_CA_BUNDLE in requests.
                 verify=self.config.verify,
             )
-        except requests.RequestException as exc:
-            sent = not isinstance(exc, requests.ConnectTimeout) and not _refused(exc)
-            raise connection_failed(request, exc, sent=sent, started=started, log=self.log) from None
+        except (requests.RequestException, OSError) as exc:
+            report(self.pacer, request, None)
+            kind = requests_failure_kind(exc)
+            raise connection_failed(request, exc, kind, started=started, log=self.log) from None
         response = ApiResponse.of(raw.status_code, raw.headers.items(), raw.content)
+        report(self.pacer, request, response)
         return answered(request, response, started=started, log=self.log)
 
 
@@ -183,6 +253,9 @@ class AsyncTransport:
         self.slots = asyncio.Semaphore(POOLS * CONNECTIONS_PER_POOL)
         self.users = 0
         self.token_lock = asyncio.Lock()
+        self.stats = CallStats()
+        # One per account in the event loop: every trigger's calls to the account take turns here.
+        self.pacer = async_pacer(account_key(config), config.rate_limit, config.rate_burst)
 
     @classmethod
     async def acquire(
@@ -206,31 +279,41 @@ class AsyncTransport:
             for pool in self.pools:
                 await pool.aclose()
 
-    async def drive(self, exchange: Exchange[T]) -> T:
-        """Run one protocol exchange to its result, fetching the shared token first if needed."""
+    async def drive(self, exchange: Exchange[T], retry: RetrySettings | None = None) -> T:
+        """Run one protocol exchange to its result, fetching the shared token first if needed
+        (``retry``: another policy than the connection's, e.g. a wait's deadline)."""
+        policy = retry or self.config.retry
         if self.protocol.tokens.current() is None:
             async with self.token_lock:  # one STS call for all the waits that need a token
                 if self.protocol.tokens.current() is None:
-                    await self._drive(self.protocol.fetch_token())
-        return await self._drive(exchange)
+                    await self._drive(self.protocol.fetch_token(), policy)
+        return await self._drive(exchange, policy)
 
-    async def _drive(self, exchange: Exchange[T]) -> T:
+    async def _drive(self, exchange: Exchange[T], policy: RetrySettings) -> T:
         step = first_step(exchange)
         while not isinstance(step, Finished):
-            step = next_step(exchange, await self._with_retries(step))
+            step = next_step(exchange, await self._with_retries(step, policy))
         return step.value
 
-    async def _with_retries(self, request: ApiRequest) -> ApiResponse | ArrError:
+    async def _with_retries(self, request: ApiRequest, policy: RetrySettings) -> ApiResponse | ArrError:
+        budget_end = time.monotonic() + policy.throttle_timeout
         try:
-            async for attempt in AsyncRetrying(**retry_kwargs(self.config.retry, request, self.log)):
+            async for attempt in AsyncRetrying(**retry_kwargs(policy, request, self.log, self.stats)):
                 with attempt:
-                    return await self.send(request)
+                    return await self.send(request, budget_end)
         except ArrError as exc:
             return exc
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    async def send(self, request: ApiRequest) -> ApiResponse:
-        """One attempt of one request, on a free connection of the least busy pool."""
+    async def send(self, request: ApiRequest, budget_end: float = math.inf) -> ApiResponse:
+        """One attempt of one request, in its turn among the account's calls (the STS is not
+        paced), on a free connection of the least busy pool."""
+        self.stats.calls += 1
+        if request.authenticated:
+            try:
+                self.stats.paced += await self.pacer.acquire(budget_end - time.monotonic())
+            except NoTurnInTime as exc:
+                raise no_turn(request, self.pacer, exc) from None
         async with self.slots:
             pool = self.in_flight.index(min(self.in_flight))
             self.in_flight[pool] += 1
@@ -251,8 +334,48 @@ class AsyncTransport:
                 json=request.json,
                 headers=self.protocol.headers(request),
             )
-        except httpx.HTTPError as exc:
-            sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
-            raise connection_failed(request, exc, sent=sent, started=started, log=self.log) from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            report(self.pacer, request, None)
+            kind = httpx_failure_kind(exc)
+            raise connection_failed(request, exc, kind, started=started, log=self.log) from None
         response = ApiResponse.of(raw.status_code, raw.headers.items(), raw.content)
+        report(self.pacer, request, response)
         return answered(request, response, started=started, log=self.log)
+
+
+#: How long one poll of the account watcher waits out 429s before the poll gives up (and its
+#: waiters simply get their status at a later poll): the pacer keeps 429s rare.
+WATCH_CALL_BUDGET = 60.0
+
+
+class WatchSource:
+    """The account watcher's view of the service: lists and reads through the event loop's
+    transport of one connection's settings (see :mod:`.watch`)."""
+
+    def __init__(self, config: ClientConfig, log: LogLike, on_secret: Callable[[str], None]) -> None:
+        self.config, self.log, self.on_secret = config, log, on_secret
+        self._transport: AsyncTransport | None = None
+        self.policy = config.retry.until(WATCH_CALL_BUDGET)
+
+    async def transport(self) -> AsyncTransport:
+        """The shared transport (acquired on first use, released by :meth:`aclose`)."""
+        if self._transport is None:
+            self._transport = await AsyncTransport.acquire(self.config, self.log, self.on_secret)
+        return self._transport
+
+    async def list_active(self) -> tuple[list[RenderingSession], int]:
+        """The account's active sessions, and how many calls (pages) the list took."""
+        transport = await self.transport()
+        sessions, pages = await transport.drive(transport.protocol.list_sessions_paged(), self.policy)
+        return [s for s in sessions if s.status.is_active], pages
+
+    async def get(self, session_id: str) -> RenderingSession:
+        """One session, read by id."""
+        transport = await self.transport()
+        return await transport.drive(transport.protocol.get_session(session_id), self.policy)
+
+    async def aclose(self) -> None:
+        """Give the transport back."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            await transport.release()

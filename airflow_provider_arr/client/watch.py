@@ -30,7 +30,7 @@ import contextlib
 import logging
 import math
 import weakref
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncGenerator, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -178,7 +178,7 @@ class AccountWatcher:
         """Whether the background poll task is running."""
         return self._task is not None
 
-    async def watch(self, session_id: str, poll_interval: float) -> AsyncIterator[Update]:
+    async def watch(self, session_id: str, poll_interval: float) -> AsyncGenerator[Update, None]:
         """Yield a status of ``session_id`` after each poll, until the caller stops iterating.
 
         The first comes at once if nobody else is waiting, else with the next shared poll

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_arr._compat import BaseHook, mask_secret
+from airflow_provider_arr._compat import BaseHook, register_secret
 from airflow_provider_arr.client.config import ClientConfig
 from airflow_provider_arr.client.protocol import ArrProtocol, CreateResult
-from airflow_provider_arr.client.transport import AsyncTransport, SyncTransport
+from airflow_provider_arr.client.retry import RetrySettings
+from airflow_provider_arr.client.transport import AsyncTransport, SyncTransport, WatchSource, account_key
+from airflow_provider_arr.client.watch import AccountWatcher
 from airflow_provider_arr.connection_form import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
@@ -18,7 +22,7 @@ from airflow_provider_arr.connection_form import (
     connection_form_widgets,
     ui_field_behaviour,
 )
-from airflow_provider_arr.exceptions import ArrInputError
+from airflow_provider_arr.exceptions import ArrError, ArrInputError, ArrSessionLeftRunningError
 from airflow_provider_arr.models import (
     RenderingSession,
     check_new_lease,
@@ -45,16 +49,22 @@ class ArrHook(BaseHook):
     :mod:`airflow_provider_arr.connection_form` lists every extra.
 
     The hook fetches one STS token and reuses it until 5 minutes before it expires; every call
-    goes through one private choke point that retries throttling (429), server errors and broken
-    connections with jittered exponential backoff, honouring ``Retry-After``, but never repeats a
-    v1 create whose answer was lost. Nothing is sent when the hook is made.
+    goes through one private choke point (:mod:`airflow_provider_arr.client.transport`), paced
+    per account, that waits out throttling (429) for a time budget and retries server errors
+    and broken connections with jittered exponential backoff, honouring ``Retry-After``, but
+    never repeats a v1 create whose answer was lost, nor anything no retry can fix (see
+    :mod:`airflow_provider_arr.client.retry`). Nothing is sent when the hook is made.
 
     :param arr_conn_id: the Airflow connection to use.
     :param timeout: seconds for one HTTP request (default: extra ``timeout`` or 30).
     :param retry_limit: attempts per call, the first included (default: extra or 6).
     :param retry_wait_min: first backoff in seconds (default: extra or 1).
     :param retry_wait_max: longest wait in seconds, Retry-After included (default: extra or 30).
-    :param retry_total_timeout: retry budget of one call in seconds (default: extra or 180).
+    :param retry_total_timeout: seconds one call keeps retrying 5xx and broken connections
+        (default: extra or 180).
+    :param throttle_timeout: seconds one call waits out 429 answers (default: extra or 300).
+    :param stop_timeout: seconds a stop keeps trying through anything transient (default: extra
+        or 600).
     """
 
     conn_name_attr = "arr_conn_id"
@@ -71,6 +81,8 @@ class ArrHook(BaseHook):
         retry_wait_min: float | None = None,
         retry_wait_max: float | None = None,
         retry_total_timeout: float | None = None,
+        throttle_timeout: float | None = None,
+        stop_timeout: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -82,6 +94,8 @@ class ArrHook(BaseHook):
             "retry_wait_min": retry_wait_min,
             "retry_wait_max": retry_wait_max,
             "retry_total_timeout": retry_total_timeout,
+            "throttle_timeout": throttle_timeout,
+            "stop_timeout": stop_timeout,
         }
 
     # -- connection ------------------------------------------------------------------------------
@@ -101,9 +115,8 @@ class ArrHook(BaseHook):
         cls, conn: Connection, overrides: Mapping[str, Any] | None = None
     ) -> ClientConfig:
         """Validate a connection into client settings; raises :class:`ArrInputError` naming the field."""
-        extra = conn.extra_dejson if conn.extra else {}
-        if conn.password:
-            mask_secret(conn.password)
+        extra = _extra_of(conn)
+        register_secret(conn.password)
         return ClientConfig.from_connection(
             conn_id=conn.conn_id,
             login=conn.login,
@@ -121,7 +134,7 @@ class ArrHook(BaseHook):
     @cached_property
     def transport(self) -> SyncTransport:
         """The sync driver of the protocol: every HTTP call of the hook passes through it."""
-        return SyncTransport(ArrProtocol(self.config, on_secret=mask_secret), self.log)
+        return SyncTransport(ArrProtocol(self.config, on_secret=register_secret), self.log)
 
     @property
     def protocol(self) -> ArrProtocol:
@@ -227,13 +240,24 @@ class ArrHook(BaseHook):
     def stop_session(self, session_id: str) -> None:
         """Ask the service to stop a session."""
         session_id = validate_session_id(session_id)
-        self.transport.drive(self.protocol.stop_session(session_id))
+        self.transport.drive(self.protocol.stop_session(session_id), self.config.retry.for_stop())
         self.log.info("ARR session %s stop requested", session_id)
 
     def ensure_stopped(self, session_id: str) -> str:
         """Stop a session; an unknown or already-ended session counts as stopped. Returns what
-        happened, in words for the log."""
-        outcome = self.transport.drive(self.protocol.ensure_stopped(validate_session_id(session_id)))
+        happened, in words for the log.
+
+        Keeps trying through broken connections, 5xx and 429 for the connection's
+        ``stop_timeout``; should it still fail, :class:`ArrSessionLeftRunningError` says which
+        session is left billing, until when at most, and how to stop it by hand.
+        """
+        session_id = validate_session_id(session_id)
+        try:
+            outcome = self.transport.drive(
+                self.protocol.ensure_stopped(session_id), self.config.retry.for_stop()
+            )
+        except ArrError as exc:
+            raise self.left_running(session_id, exc) from exc
         self.log.info("ARR %s", outcome)
         return outcome
 
@@ -250,6 +274,20 @@ class ArrHook(BaseHook):
 
         return LeaseGuard(self, session_id, **kwargs)
 
+    def left_running(self, session_id: str, cause: ArrError) -> ArrSessionLeftRunningError:
+        """The error for a session that could not be stopped: what bills, until when, what to do."""
+        from airflow_provider_arr.cli import stop_command
+
+        return ArrSessionLeftRunningError(
+            f"session {session_id} is still running and billed: stopping it failed ({cause.message}). "
+            "It bills until its lease ends at the latest (at most 24 h after it started). Stop it by "
+            f"hand with: {stop_command(session_id, self.arr_conn_id)}",
+            session_id=session_id,
+            http_status=cause.http_status,
+            body=cause.body,
+            ms_cv=cause.ms_cv,
+        )
+
     def test_connection(self) -> tuple[bool, str]:
         """Get a token and list sessions; used by the UI's Test button."""
         try:
@@ -264,10 +302,16 @@ class ArrHook(BaseHook):
 
     # -- async side, for triggers --------------------------------------------------------------
 
-    async def aget_session(self, session_id: str) -> RenderingSession:
-        """Read a session without blocking the event loop (httpx)."""
+    async def aget_session(self, session_id: str, *, deadline: float | None = None) -> RenderingSession:
+        """Read a session without blocking the event loop (httpx).
+
+        :param deadline: the UNIX time until which 429 answers are waited out (a wait's own
+            deadline); the connection's ``throttle_timeout`` when None.
+        """
         transport = await self.async_transport()
-        return await transport.drive(transport.protocol.get_session(validate_session_id(session_id)))
+        return await transport.drive(
+            transport.protocol.get_session(validate_session_id(session_id)), until(transport.config, deadline)
+        )
 
     async def aupdate_session(self, session_id: str, max_lease_time: timedelta | str) -> None:
         """:meth:`update_session` without blocking the event loop (httpx)."""
@@ -295,13 +339,44 @@ class ArrHook(BaseHook):
         if self._async is None:
             conn = await _aget_connection(self.arr_conn_id)
             config = self.config_from_connection(conn, self._overrides)
-            self._async = await AsyncTransport.acquire(config, self.log, mask_secret)
+            self._async = await AsyncTransport.acquire(config, self.log, register_secret)
         return self._async
+
+    async def account_watcher(self) -> AccountWatcher:
+        """The event loop's shared watcher of this connection's account (see :mod:`..client.watch`)."""
+        config = (await self.async_transport()).config
+        return AccountWatcher.for_account(
+            (*account_key(config), config.api_version),
+            lambda: WatchSource(config, self.log, register_secret),
+        )
 
     @property
     def sts_calls(self) -> int:
         """How many tokens this hook fetched (for tests and benchmarks)."""
         return self.protocol.tokens.fetched
+
+
+def _extra_of(conn: Connection) -> dict[str, Any]:
+    """The connection's extra as a JSON object; Airflow would log a warning and use ``{}``."""
+    if not conn.extra:
+        return {}
+    try:
+        extra = json.loads(conn.extra)
+    except ValueError as exc:
+        raise ArrInputError(
+            f"connection {conn.conn_id!r}: its extra is not valid JSON ({exc}); fix it in the "
+            "connection (Admin > Connections, or the AIRFLOW_CONN_* variable)"
+        ) from None
+    if not isinstance(extra, dict):
+        raise ArrInputError(
+            f"connection {conn.conn_id!r}: its extra must be a JSON object, got {type(extra).__name__}"
+        )
+    return extra
+
+
+def until(config: ClientConfig, deadline: float | None) -> RetrySettings | None:
+    """The retry policy of a call made by a wait that ends at ``deadline`` (a UNIX time)."""
+    return None if deadline is None else config.retry.until(deadline - time.time())
 
 
 async def _aget_connection(conn_id: str) -> Connection:

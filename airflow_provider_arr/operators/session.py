@@ -11,29 +11,38 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_arr._compat import BaseOperator, TaskDeferred, conf
+from airflow_provider_arr.arguments import (
+    CHECKS,
+    CheckedArguments,
+    conn_id,
+    optional_lease,
+    optional_session_id,
+)
 from airflow_provider_arr.connection_form import DEFAULT_CONN_ID
 from airflow_provider_arr.exceptions import ArrError, ArrInputError
+from airflow_provider_arr.links import ArrInspectorLink, push_address
 from airflow_provider_arr.models import (
     SESSION_ID_MAX_LENGTH,
     check_new_lease,
     format_timespan,
-    is_template,
-    validate_lease,
-    validate_models,
-    validate_poll_interval,
     validate_session_id,
-    validate_size,
 )
 from airflow_provider_arr.ownership import record_owner
-from airflow_provider_arr.readiness import hostname_from_event, poll_ready
+from airflow_provider_arr.readiness import address_from_event, poll_ready
+
+
+def log_call_summary(task: Any) -> None:
+    """Log what the task's ARR calls cost, if it made any (a hook is made on first use)."""
+    hook = task.__dict__.get("hook")
+    if hook is not None and "transport" in hook.__dict__:
+        task.log.info("ARR summary: %s", hook.transport.stats.summary())
+
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_arr.hooks.arr import ArrHook
-
-#: What a rendered template of a missing XCom looks like.
-_NO_SESSION = (None, "", "None")
+    from airflow_provider_arr.models import RenderingSession
 
 
 def session_id_for_task(context: Context, *, suffix: str = "") -> str:
@@ -67,8 +76,9 @@ def _will_retry(context: Context, retries: int | None) -> bool:
     return bool(max_tries >= (ti.try_number or 1))  # Airflow retries while try_number <= max_tries
 
 
-class _ArrOperator(BaseOperator):
-    """What every ARR operator shares: the connection and a hook made on first use."""
+class _ArrOperator(CheckedArguments, BaseOperator):
+    """What every ARR operator shares: the connection, checked arguments, and a hook made on
+    first use (never at DAG parse time)."""
 
     def __init__(self, *, arr_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -80,6 +90,11 @@ class _ArrOperator(BaseOperator):
         from airflow_provider_arr.hooks.arr import ArrHook
 
         return ArrHook(arr_conn_id=self.arr_conn_id)
+
+    def post_execute(self, context: Any, result: Any = None) -> None:
+        """End the task's log with what its ARR calls cost (calls, 429s waited out)."""
+        super().post_execute(context, result)
+        log_call_summary(self)
 
 
 class ArrCreateSessionOperator(_ArrOperator):
@@ -122,6 +137,20 @@ class ArrCreateSessionOperator(_ArrOperator):
     )
     template_fields_renderers = {"models": "json"}
     ui_color = "#cde8f6"
+    operator_extra_links = (ArrInspectorLink(),)
+    argument_checks = {
+        name: CHECKS[name]
+        for name in (
+            "arr_conn_id",
+            "size",
+            "max_lease_time",
+            "models",
+            "poll_interval",
+            "ready_timeout",
+            "wait_for_ready",
+            "deferrable",
+        )
+    } | {"session_id": optional_session_id}
 
     def __init__(
         self,
@@ -138,12 +167,6 @@ class ArrCreateSessionOperator(_ArrOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(arr_conn_id=arr_conn_id, **kwargs)
-        # Check what is known at parse time; templates are checked once rendered.
-        for value, check in ((size, validate_size), (max_lease_time, validate_lease)):
-            if not is_template(value):
-                check(value)
-        if not is_template(poll_interval):
-            validate_poll_interval(poll_interval)
         self.size = size
         self.max_lease_time = max_lease_time
         self.models = models
@@ -151,9 +174,8 @@ class ArrCreateSessionOperator(_ArrOperator):
         self.wait_for_ready = wait_for_ready
         self.deferrable = deferrable
         self.poll_interval = poll_interval
-        self.ready_timeout = (
-            ready_timeout.total_seconds() if isinstance(ready_timeout, timedelta) else float(ready_timeout)
-        )
+        self.ready_timeout = ready_timeout
+        self.check_literal_arguments()
         # The session this task made (or, 2021-01-01, is making): what on_kill stops.
         self._session: str | None = None
 
@@ -161,14 +183,14 @@ class ArrCreateSessionOperator(_ArrOperator):
         """Create the session (or find the one an earlier try made), then optionally wait."""
         from airflow_provider_arr.hooks.recovery import create_session_safely
 
-        poll_interval = validate_poll_interval(self.poll_interval)
+        args = self.resolved_arguments()
         ti = context["ti"]
         result = create_session_safely(
             self.hook,
-            size=validate_size(self.size),
-            lease=validate_lease(self.max_lease_time),
-            models=validate_models(self.models),
-            session_id=validate_session_id(self.session_id) if self.session_id not in _NO_SESSION else None,
+            size=args["size"],
+            lease=args["max_lease_time"],
+            models=args["models"],
+            session_id=args["session_id"],
             default_session_id=session_id_for_task(context),
             fresh_session_id=session_id_for_task(context, suffix=f"try{ti.try_number}"),
             will_retry=_will_retry(context, self.retries),
@@ -181,13 +203,12 @@ class ArrCreateSessionOperator(_ArrOperator):
         try:
             ti.xcom_push(key="session_id", value=sid)
             # For the orphan sweep; never raises.
-            record_owner(
-                context, sid, size=validate_size(self.size), lease=validate_lease(self.max_lease_time)
-            )
-            if self.wait_for_ready:
-                if self.deferrable:
-                    self._defer(sid, poll_interval)
-                ti.xcom_push(key="hostname", value=self._wait(sid, poll_interval))
+            record_owner(context, sid, size=args["size"], lease=args["max_lease_time"])
+            if args["wait_for_ready"]:
+                if args["deferrable"]:
+                    self._defer(sid, args["poll_interval"], args["ready_timeout"])
+                ready = self._wait(sid, args["poll_interval"], args["ready_timeout"])
+                push_address(ti, ready.hostname, ready.arr_inspector_port)
         except TaskDeferred:
             raise
         except BaseException:
@@ -198,7 +219,7 @@ class ArrCreateSessionOperator(_ArrOperator):
     def _remember(self, session_id: str) -> None:
         self._session = session_id
 
-    def _defer(self, session_id: str, poll_interval: float) -> None:
+    def _defer(self, session_id: str, poll_interval: float, ready_timeout: float) -> None:
         from airflow_provider_arr.triggers.session import ArrSessionReadyTrigger
 
         self.defer(
@@ -206,21 +227,21 @@ class ArrCreateSessionOperator(_ArrOperator):
                 session_id=session_id,
                 arr_conn_id=self.arr_conn_id,
                 poll_interval=poll_interval,
-                deadline=time.time() + self.ready_timeout,
+                deadline=time.time() + ready_timeout,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.ready_timeout + 60),
+            timeout=timedelta(seconds=ready_timeout + 60),
         )
 
-    def _wait(self, session_id: str, poll_interval: float) -> str | None:
-        deadline = time.monotonic() + self.ready_timeout
+    def _wait(self, session_id: str, poll_interval: float, ready_timeout: float) -> RenderingSession:
+        deadline = time.monotonic() + ready_timeout
         while True:
             session = poll_ready(self.hook, session_id, self.log)
             if session is not None:
-                return session.hostname
+                return session
             if time.monotonic() + poll_interval > deadline:
                 raise ArrError(
-                    f"session {session_id} was not ready within {self.ready_timeout:.0f} s",
+                    f"session {session_id} was not ready within {ready_timeout:.0f} s",
                     session_id=session_id,
                 )
             time.sleep(poll_interval)
@@ -229,11 +250,11 @@ class ArrCreateSessionOperator(_ArrOperator):
         """Resume after the trigger fired: push the hostname, or stop the session and fail."""
         session_id = str((event or {}).get("session_id") or context["ti"].xcom_pull(key="session_id"))
         try:
-            hostname = hostname_from_event(event, session_id)
+            hostname, port = address_from_event(event, session_id)
         except BaseException:
             self._stop_after_failure(session_id)
             raise
-        context["ti"].xcom_push(key="hostname", value=hostname)
+        push_address(context["ti"], hostname, port)
         return session_id
 
     def on_kill(self) -> None:
@@ -265,6 +286,12 @@ class ArrExtendSessionOperator(_ArrOperator):
 
     template_fields: Sequence[str] = ("session_id", "max_lease_time", "extend_by", "arr_conn_id")
     ui_color = "#d9ecd0"
+    argument_checks = {
+        "arr_conn_id": conn_id,
+        "session_id": validate_session_id,
+        "max_lease_time": optional_lease("max_lease_time"),
+        "extend_by": optional_lease("extend_by"),
+    }
 
     def __init__(
         self,
@@ -281,20 +308,19 @@ class ArrExtendSessionOperator(_ArrOperator):
                 "give exactly one of max_lease_time (the new total lease) or extend_by (added to the "
                 f"current lease); got max_lease_time={max_lease_time!r}, extend_by={extend_by!r}"
             )
-        for value, name in ((max_lease_time, "max_lease_time"), (extend_by, "extend_by")):
-            if value is not None and not is_template(value):
-                validate_lease(value, field=name)
         self.session_id = session_id
         self.max_lease_time = max_lease_time
         self.extend_by = extend_by
+        self.check_literal_arguments()
 
     def execute(self, context: Context) -> str:
         """Set the new total lease and return it (``hh:mm:ss``)."""
-        session_id = validate_session_id(self.session_id)
-        if self.extend_by is not None:
-            new_total = self.hook.extend_session(session_id, self.extend_by)
+        args = self.resolved_arguments()
+        session_id = args["session_id"]
+        if args["extend_by"] is not None:
+            new_total = self.hook.extend_session(session_id, args["extend_by"])
         else:
-            new_total = validate_lease(self.max_lease_time)
+            new_total = args["max_lease_time"]
             check_new_lease(
                 self.hook.get_session(session_id),
                 new_total,
@@ -318,15 +344,18 @@ class ArrStopSessionOperator(_ArrOperator):
 
     template_fields: Sequence[str] = ("session_id", "arr_conn_id")
     ui_color = "#f6d6cd"
+    argument_checks = {"arr_conn_id": conn_id, "session_id": optional_session_id}
 
     def __init__(self, *, session_id: str | None, arr_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(arr_conn_id=arr_conn_id, **kwargs)
         self.session_id = session_id
+        self.check_literal_arguments()
 
     def execute(self, context: Context) -> None:
         """Stop the session unless it has already ended."""
-        if self.session_id in _NO_SESSION:
+        session_id = self.resolved_arguments()["session_id"]
+        if session_id is None:
             self.log.info("no session id (the create made no session): nothing to stop")
             return
-        self.hook.ensure_stopped(validate_session_id(self.session_id))
+        self.hook.ensure_stopped(session_id)

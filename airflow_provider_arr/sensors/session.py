@@ -9,9 +9,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_arr._compat import BaseSensorOperator, PokeReturnValue, conf
+from airflow_provider_arr.arguments import CHECKS, CheckedArguments
 from airflow_provider_arr.connection_form import DEFAULT_CONN_ID
+from airflow_provider_arr.exceptions import ArrThrottledError
+from airflow_provider_arr.links import ArrInspectorLink, push_address
 from airflow_provider_arr.models import is_template, validate_poll_interval, validate_session_id
-from airflow_provider_arr.readiness import hostname_from_event, poll_ready
+from airflow_provider_arr.readiness import address_from_event, poll_ready
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
     from airflow_provider_arr.hooks.arr import ArrHook
 
 
-class ArrSessionReadySensor(BaseSensorOperator):
+class ArrSessionReadySensor(CheckedArguments, BaseSensorOperator):
     """Wait until an ARR session is ``ready``; return (and push as ``hostname``) its hostname.
 
     Fails at once, with the service's message, when the session is in error, expired, stopping
@@ -35,6 +38,11 @@ class ArrSessionReadySensor(BaseSensorOperator):
 
     template_fields: Sequence[str] = ("session_id", "arr_conn_id", "poll_interval")
     ui_color = "#e8f4fd"
+    operator_extra_links = (ArrInspectorLink(),)
+    argument_checks = {
+        name: CHECKS[name]
+        for name in ("session_id", "arr_conn_id", "poll_interval", "deferrable", "stop_on_kill")
+    }
 
     def __init__(
         self,
@@ -47,14 +55,14 @@ class ArrSessionReadySensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         if not is_template(poll_interval):
-            poll_interval = validate_poll_interval(poll_interval)
-            kwargs.setdefault("poke_interval", poll_interval)
+            kwargs.setdefault("poke_interval", validate_poll_interval(poll_interval))
         super().__init__(**kwargs)
         self.session_id = session_id
         self.arr_conn_id = arr_conn_id
         self.poll_interval = poll_interval
         self.deferrable = deferrable
         self.stop_on_kill = stop_on_kill
+        self.check_literal_arguments()
 
     @cached_property
     def hook(self) -> ArrHook:
@@ -65,9 +73,9 @@ class ArrSessionReadySensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Poke, reschedule or defer, depending on the mode."""
-        self.session_id = validate_session_id(self.session_id)
-        self.poll_interval = validate_poll_interval(self.poll_interval)
-        self.poke_interval = self.poll_interval
+        args = self.resolved_arguments()
+        self.session_id, self.poll_interval = args["session_id"], args["poll_interval"]
+        self.poke_interval = args["poll_interval"]
         if not self.deferrable:
             return super().execute(context)
         # One read first: a session that is already ready (or dead) needs no trip to the triggerer.
@@ -91,16 +99,31 @@ class ArrSessionReadySensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
-        """One read of the session: done when ready, an error at once when it will never be."""
-        session = poll_ready(self.hook, validate_session_id(self.session_id), self.log)
+        """One read of the session: done when ready, an error at once when it will never be.
+
+        A read still throttled after the connection's ``throttle_timeout`` is not a failure: the
+        next poke reads again, until the sensor's own ``timeout``.
+        """
+        try:
+            session = poll_ready(self.hook, validate_session_id(self.session_id), self.log)
+        except ArrThrottledError as exc:
+            self.log.warning("ARR still throttled (%s); reading again at the next poke", exc.message)
+            return PokeReturnValue(is_done=False)
         if session is None:
             return PokeReturnValue(is_done=False)
-        context["ti"].xcom_push(key="hostname", value=session.hostname)
+        push_address(context["ti"], session.hostname, session.arr_inspector_port)
         return PokeReturnValue(is_done=True, xcom_value=session.hostname)
+
+    def post_execute(self, context: Any, result: Any = None) -> None:
+        """End the task's log with what its ARR calls cost (calls, 429s waited out)."""
+        from airflow_provider_arr.operators.session import log_call_summary
+
+        super().post_execute(context, result)
+        log_call_summary(self)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> str | None:
         """Resume after the trigger fired: the hostname, or the failure it reported."""
-        hostname = hostname_from_event(event, self.session_id)
+        hostname, port = address_from_event(event, self.session_id)
         self.log.info("ARR session %s is ready at %s", self.session_id, hostname)
-        context["ti"].xcom_push(key="hostname", value=hostname)
+        push_address(context["ti"], hostname, port)
         return hostname

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow_provider_arr._compat import BaseTrigger, TriggerEvent
+from airflow_provider_arr._compat import BaseTrigger, TriggerEvent, note_trigger_on_kill
+from airflow_provider_arr.client.watch import Update
 from airflow_provider_arr.connection_form import DEFAULT_CONN_ID
-from airflow_provider_arr.exceptions import ArrError
+from airflow_provider_arr.exceptions import ArrThrottledError
 from airflow_provider_arr.hooks.arr import ArrHook
-from airflow_provider_arr.models import SessionStatus
+from airflow_provider_arr.models import RenderingSession, SessionStatus
 from airflow_provider_arr.readiness import (
     EVENT_ERROR,
     EVENT_FAILED,
@@ -31,7 +33,7 @@ class ArrSessionReadyTrigger(BaseTrigger):
     """Poll a session until it is ready, has failed, or the deadline passes; fire one event.
 
     Every event has the same shape: ``status`` (``success``, ``failed``, ``timeout`` or
-    ``error``), ``message``, ``session_id``, ``hostname`` (set on success) and
+    ``error``), ``message``, ``session_id``, ``hostname`` and ``arr_inspector_port`` (set on success) and
     ``session_status`` (the last status seen, or None).
 
     :param session_id: the session to wait for.
@@ -92,59 +94,79 @@ class ArrSessionReadyTrigger(BaseTrigger):
         return ArrHook(arr_conn_id=self.arr_conn_id)
 
     def _event(
-        self, status: str, message: str, session_status: SessionStatus | None, hostname: str | None = None
+        self,
+        status: str,
+        message: str,
+        session_status: SessionStatus | None,
+        ready: RenderingSession | None = None,
     ) -> TriggerEvent:
         return TriggerEvent(
             {
                 "status": status,
                 "message": message,
                 "session_id": self.session_id,
-                "hostname": hostname,
+                "hostname": ready.hostname if ready else None,
+                "arr_inspector_port": ready.arr_inspector_port if ready else None,
                 "session_status": session_status.value if session_status else None,
             }
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll with httpx (no blocking call) until an outcome, then yield one event."""
+        """Wait (with httpx, no blocking call) until an outcome, then yield one event.
+
+        Every trigger of the event loop waiting on sessions of the same account shares one
+        :class:`~airflow_provider_arr.client.watch.AccountWatcher`: one list of the account's
+        active sessions per interval serves them all (one wait alone reads its session by id).
+        A 429 is never the end of the wait: the status comes at a later poll, until the deadline.
+        """
+        note_trigger_on_kill(self.log, wanted=self.stop_on_kill)
         await asyncio.sleep(self._before_first_poll(time.time()))
         hook = self._hook()
-        last: SessionStatus | None = None
         started = time.monotonic()
+        last: SessionStatus | None = None
         try:
-            while True:
-                try:
-                    session = await hook.aget_session(self.session_id)
-                except ArrError as exc:
-                    yield self._event(EVENT_ERROR, str(exc), last)
-                    return
-                last = session.status
-                self.log.info(
-                    "ARR session %s is %s, waited %.0f s",
-                    self.session_id,
-                    describe(session),
-                    time.monotonic() - started,
-                )
-                reading = assess(session)
-                if reading.outcome == READY:
-                    yield self._event(EVENT_READY, reading.message, last, session.hostname)
-                    return
-                if reading.outcome == NEVER:
-                    yield self._event(EVENT_FAILED, reading.message, last)
-                    return
-                wait = self.poll_interval
-                if self.deadline is not None:
-                    left = self.deadline - time.time()
-                    if left <= 0:
-                        yield self._event(
-                            EVENT_TIMEOUT,
-                            f"session {self.session_id} was still {session.status.value} at the deadline",
-                            last,
-                        )
+            watcher = await hook.account_watcher()
+            async with contextlib.aclosing(watcher.watch(self.session_id, self.poll_interval)) as updates:
+                while True:
+                    update = await self._next(updates)
+                    if update is None:
+                        said = f"still {last.value}" if last else "not read yet"
+                        message = f"session {self.session_id} was {said} at the deadline"
+                        yield self._event(EVENT_TIMEOUT, message, last)
                         return
-                    wait = min(wait, left)
-                await asyncio.sleep(wait)
+                    if update.error is not None or update.session is None:
+                        if isinstance(update.error, ArrThrottledError):
+                            self.log.warning("ARR still throttled reading %s; waiting on", self.session_id)
+                            continue
+                        yield self._event(EVENT_ERROR, str(update.error), last)
+                        return
+                    session = update.session
+                    last = session.status
+                    self.log.info(
+                        "ARR session %s is %s; %s; waited %.0f s",
+                        self.session_id,
+                        describe(session),
+                        update.describe(),
+                        time.monotonic() - started,
+                    )
+                    reading = assess(session)
+                    if reading.outcome == READY:
+                        yield self._event(EVENT_READY, reading.message, last, session)
+                        return
+                    if reading.outcome == NEVER:
+                        yield self._event(EVENT_FAILED, reading.message, last)
+                        return
         finally:
             await hook.aclose()
+
+    async def _next(self, updates: AsyncIterator[Update]) -> Update | None:
+        """The next status, or None once the deadline has passed."""
+        if self.deadline is None:
+            return await anext(updates)
+        try:
+            return await asyncio.wait_for(anext(updates), max(0.0, self.deadline - time.time()))
+        except asyncio.TimeoutError:
+            return None
 
     async def on_kill(self) -> None:
         """A user killed the deferred task: stop the session, so that it is not billed for nothing."""

@@ -26,14 +26,20 @@ def test_dagbag_imports_without_errors() -> None:
     assert "arr_render_session" in bag.dags
 
 
+def _is(task: object, cls: type) -> bool:
+    """An instance of ``cls``, or a task mapped (``.partial().expand()``) from it."""
+    mapped_from = getattr(task, "operator_class", None)
+    return isinstance(task, cls) or (isinstance(mapped_from, type) and issubclass(mapped_from, cls))
+
+
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_each_create_has_a_teardown_stop(path: Path) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(path))
     for dag in bag.dags.values():
-        creates = [t for t in dag.tasks if isinstance(t, ArrCreateSessionOperator)]
-        stops = [t for t in dag.tasks if isinstance(t, ArrStopSessionOperator)]
+        creates = [t for t in dag.tasks if _is(t, ArrCreateSessionOperator)]
+        stops = [t for t in dag.tasks if _is(t, ArrStopSessionOperator)]
         if dag.dag_id != "arr_session_sweep":  # the sweep stops sessions; it creates none
             assert creates, f"{dag.dag_id} has no create"
         for create in creates:

@@ -5,13 +5,34 @@ After every run the emulator must hold no active session: the teardown stop alwa
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Admin
+from airflow_provider_arr.emulator import EmulatorServer
+from tests.conftest import Admin, connection_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db", "arr_conn")]
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+@pytest.fixture
+def emulator(emulator_factory: Any) -> EmulatorServer:
+    """The default path: the emulator throttled at the service's documented rate (0.2 calls/s,
+    bursts of 5), so every DAG run here is paced as in production."""
+    return emulator_factory(throttle_rate=0.2, throttle_burst=5)
+
+
+@pytest.fixture
+def arr_conn(monkeypatch: pytest.MonkeyPatch, emulator: EmulatorServer, api_version: str) -> str:
+    """``arr_default`` at its defaults (rate, budgets), but for fast retries of injected faults."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ARR_DEFAULT",
+        connection_json(emulator.url, api_version=api_version, retry_wait_min=0.05, retry_wait_max=1),
+    )
+    return "arr_default"
 
 
 def run(dag: Any, **conf: Any) -> tuple[str, dict[str, str]]:
@@ -154,3 +175,25 @@ def test_sensor_fails_fast_on_a_session_that_will_never_be_ready(admin: Admin, e
     assert info.value.session_id == session_id
     assert admin.counts()["get"] == 1  # one read, no waiting for the timeout
     ArrHook().ensure_stopped(session_id)
+
+
+def test_scenes_dag_one_session_per_scene_each_stopped(admin: Admin) -> None:
+    sys.path.insert(0, str(DAGS))
+    try:
+        sys.modules.pop("arr_render_scenes", None)
+        import arr_render_scenes
+    finally:
+        sys.path.remove(str(DAGS))
+    scenes = [f"https://example.blob.core.windows.net/scenes/{name}.arrAsset" for name in "abc"]
+    dag_run = arr_render_scenes.dag.test(run_conf={"scenes": scenes, "poll_interval": 5})
+    tis = dag_run.get_task_instances()
+    states = sorted((ti.task_id, ti.map_index, str(ti.state)) for ti in tis)
+    assert str(dag_run.state) == "success", states
+    expected = [("scene_models", -1, "success")] + [
+        (task, i, "success") for task in ("create", "render", "stop", "wait_ready") for i in range(3)
+    ]
+    assert states == sorted(expected)
+    sessions = admin.state()["sessions"]
+    assert len(sessions) == 3
+    assert all(s["stop_requested"] for s in sessions)
+    assert admin.active() == 0

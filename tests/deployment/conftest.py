@@ -8,10 +8,13 @@ import pytest
 
 from tests.conftest import Admin
 from tests.deployment.airflow_deployment import (
+    RESULTS,
     STARTUP_DELAY,
+    TABLE_FILE,
     TEST_BUDGET,
     Deployment,
     _postgres_available,
+    results_table,
 )
 
 
@@ -36,3 +39,10 @@ def admin(deployment: Deployment) -> Admin:
     deployment.admin.config(startup_delay=STARTUP_DELAY)
     deployment.set_budget(TEST_BUDGET)
     return deployment.admin
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The distributed scenarios' table, at the end of the run (also in benchmarks/DEPLOYMENT.md)."""
+    if RESULTS:
+        terminalreporter.write_sep("=", f"deployment scenarios (written to {TABLE_FILE.name})")
+        terminalreporter.write(results_table(RESULTS))

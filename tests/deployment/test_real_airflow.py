@@ -1,8 +1,9 @@
 """The example DAG in a real Airflow deployment (see ``airflow_deployment``), driven over its REST API.
 
-1. the triggerer is killed while ``wait_ready`` is deferred and a new one is started: the wait
-   resumes in the new triggerer, the run succeeds, one session was made and the teardown stopped
-   it after the render (the triggerer's shutdown did *not* run the trigger's ``on_kill``);
+1. the triggerer holding ``wait_ready`` is stopped (SIGTERM) while it is deferred: the wait
+   resumes in the deployment's other triggerer, the run succeeds, one session was made and the
+   teardown stopped it after the render (the triggerer's shutdown did *not* run the trigger's
+   ``on_kill``); the stopped triggerer is started again;
 2. the render step fails (the DAG's ``simulate_render_failure`` param, set in the trigger's conf):
    the run fails, the deferred wait had succeeded, and the teardown stopped the ready session;
 3. a user marks the deferred ``wait_ready`` failed: the trigger's ``on_kill`` stops the session
@@ -43,7 +44,9 @@ def test_triggerer_restart_while_deferred(deployment: Deployment, admin: Admin) 
     session = only_session(dep, admin)
     check(session["status"] == "starting", f"the session is already {session['status']} before the kill")
 
-    first_triggerer = dep.kill_triggerer()
+    holders = dep.trigger_holders(DAG_ID)
+    holder = next(h for (run, _, _), h in holders.items() if run == run_id)
+    first_triggerer = dep.graceful_stop(holder)
     states = dep.ti_states(run_id)
     check(states["wait_ready"] == "deferred", f"wait_ready not deferred after the triggerer's stop: {states}")
     session = only_session(dep, admin)
@@ -52,8 +55,9 @@ def test_triggerer_restart_while_deferred(deployment: Deployment, admin: Admin) 
         f"the triggerer's shutdown stopped the session (on_kill taken for a user's kill?): {session}",
     )
 
-    dep.start_triggerer()
+    # The other triggerer of the deployment takes the wait over; the stopped one comes back.
     state = dep.wait_run(run_id, timeout=150)
+    dep.restart(holder)
     states = dep.ti_states(run_id)
     check(state == "success" and set(states.values()) == {"success"}, f"run ended {state}, tasks {states}")
 
@@ -73,13 +77,19 @@ def test_triggerer_restart_while_deferred(deployment: Deployment, admin: Admin) 
         f"the teardown did not stop it: {stop_log[-3000:]}",
     )
 
-    # The wait resumed in the new triggerer: the trigger saw the session ready there, not in the
-    # first one, and the first one's shutdown did not take it for a user's kill.
-    job_ids = dep.triggerer_job_ids()
-    check(len(job_ids) == 2, f"two triggerer jobs expected in the database, found {job_ids}")
+    # The wait resumed in the other triggerer: the trigger saw the session ready there, not in the
+    # stopped one, and the stopped one's shutdown did not take it for a user's kill.
+    ran = dep.trigger_runs(DAG_ID, [run_id])[f"{run_id}[-1]"]
+    check(len(ran) == 2 and ran[0] == holder and ran[1] != holder, f"the trigger ran in {ran}")
+    hosts = dep.triggerer_hostnames()
     logs = dep.task_logs(run_id, "wait_ready")
-    first_log = logs.get(f"attempt=1.log.trigger.{job_ids[0]}.log", "")
-    second_log = logs.get(f"attempt=1.log.trigger.{job_ids[1]}.log", "")
+    by_host = {
+        hosts.get(int(m.group(1)), ""): text
+        for name, text in logs.items()
+        if (m := re.search(r"\.trigger\.(\d+)\.log$", name))
+    }
+    first_log = by_host.get(holder, "")
+    second_log = by_host.get(ran[1], "")
     ready = re.compile(r"ARR session \S+ is ready")
     check("is starting" in first_log, f"the first triggerer never ran the trigger; logs: {list(logs)}")
     check(not ready.search(first_log), f"the first triggerer saw the session ready: {first_log[-3000:]}")

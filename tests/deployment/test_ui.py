@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ACCOUNT_ID, ACCOUNT_KEY, Admin
+from tests.conftest import Admin
 from tests.deployment.airflow_deployment import DAG_ID, Deployment, only_session
 
 pytestmark = [pytest.mark.slow]
@@ -159,8 +159,8 @@ def test_connection_form_shows_the_arr_fields(deployment: Deployment, admin: Adm
     assert browser.find("name", "password").get_attribute("type") == "password"
 
     browser.find("name", "host").send_keys(deployment.emulator_url)
-    browser.find("name", "login").send_keys(ACCOUNT_ID)
-    browser.find("name", "password").send_keys(ACCOUNT_KEY)
+    browser.find("name", "login").send_keys(deployment.account_id)
+    browser.find("name", "password").send_keys(deployment.account_key)
     browser.shot("connection-form.png")  # the key is a password field: dots, never the key
     browser.click("xpath", "//button[normalize-space(.)='Extra Fields']")
     for label, help_text in EXTRA_FIELDS.items():
@@ -173,14 +173,14 @@ def test_connection_form_shows_the_arr_fields(deployment: Deployment, admin: Adm
     browser.find("xpath", "//td[normalize-space(.)='arr_from_the_ui']")
     stored = deployment.api("GET", "/api/v2/connections/arr_from_the_ui").json()
     assert stored["conn_type"] == "azure_remote_rendering"
-    assert stored["login"] == ACCOUNT_ID and stored["password"] == "***"
+    assert stored["login"] == deployment.account_id and stored["password"] == "***"
     assert json.loads(stored["extra"])["sts_endpoint"] == deployment.emulator_url
     # ... and the hook accepts what the form stored (Airflow's own connection test, through the API;
     # the list page's Test button sends port 0 for a port-less connection, which Airflow 3.3 refuses).
     body = {k: v for k, v in stored.items() if k not in ("description", "team_name")}
     tested = deployment.api("POST", "/api/v2/connections/test", json=body).json()
     assert tested["status"] is True and "0 active session(s)" in tested["message"], tested
-    assert ACCOUNT_KEY not in json.dumps(tested)
+    assert deployment.account_key not in json.dumps(tested)
     deployment.api("DELETE", "/api/v2/connections/arr_from_the_ui")
 
 

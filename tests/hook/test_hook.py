@@ -115,13 +115,16 @@ def test_429_is_retried_honouring_retry_after(admin: Admin, retry_after: int | N
     hook.stop_session(session_id)
 
 
-def test_429_storm_gives_up_with_a_throttled_error(admin: Admin) -> None:
-    hook = ArrHook(retry_limit=3, retry_wait_max=0.2)
+def test_429_storm_is_waited_out_for_the_throttle_budget_not_an_attempt_count(admin: Admin) -> None:
+    hook = ArrHook(retry_limit=2, retry_wait_max=0.2, throttle_timeout=2)
     session_id = hook.create_session()
     admin.fault(operation="get", action="status", status=429, retry_after=None)
     with pytest.raises(ArrThrottledError) as info:
         hook.get_session(session_id)
     assert info.value.http_status == 429 and info.value.ms_cv
+    assert info.value.throttled > 2, "more 429s than retry_limit: the budget is time, not attempts"
+    assert info.value.waited is not None and info.value.waited <= 2
+    assert "still throttled after" in str(info.value) and "throttle_timeout" in str(info.value)
     admin.clear_faults()
     hook.stop_session(session_id)
 
@@ -277,10 +280,15 @@ def test_ensure_stopped_is_idempotent(admin: Admin) -> None:
     # ... but a refusal for a session that is still running is an error.
     running = hook.create_session()
     admin.fault(operation="stop", action="status", status=409, count=1)
-    from airflow_provider_arr.exceptions import ArrConflictError
+    from airflow_provider_arr.exceptions import ArrSessionLeftRunningError
 
-    with pytest.raises(ArrConflictError):
+    with pytest.raises(ArrSessionLeftRunningError) as info:
         hook.ensure_stopped(running)
+    assert f"session {running} is still running and billed" in str(info.value)
+    from airflow_provider_arr.cli import stop_command
+
+    assert stop_command(running) in str(info.value)
+    assert info.value.http_status == 409
     hook.stop_session(running)
 
 
@@ -296,8 +304,9 @@ def test_key_and_token_are_registered_with_the_secrets_masker(admin: Admin) -> N
 
 
 def test_retry_budget_bounds_a_429_storm(admin: Admin) -> None:
-    """50 attempts allowed, but a 2.5 s budget and Retry-After: 1 s: the budget ends the storm."""
-    hook = ArrHook(retry_limit=50, retry_total_timeout=2.5)
+    """A 2.5 s throttle budget and Retry-After: 1 s: the budget ends the storm, whatever the
+    number of attempts allowed."""
+    hook = ArrHook(retry_limit=50, throttle_timeout=2.5)
     hook.list_sessions()  # the token, outside the storm
     admin.fault(operation="list", action="status", status=429, retry_after=1)
     with pytest.raises(ArrThrottledError):

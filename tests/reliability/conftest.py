@@ -263,8 +263,17 @@ class Harness:
         self.connect()
 
     def connect(self, api_version: str = "v1", **extra: Any) -> None:
-        """Point ``arr_default`` at the emulator, with fast retries unless told otherwise."""
-        extra = {"retry_wait_min": 0.05, "retry_wait_max": 1, **extra}
+        """Point ``arr_default`` at the emulator, with fast retries and an open pacer unless told
+        otherwise (the faults are injected; the rate limit has tests of its own)."""
+        extra = {
+            "retry_wait_min": 0.05,
+            "retry_wait_max": 1,
+            "rate_limit": 100,
+            "rate_burst": 100,
+            "throttle_timeout": 20,
+            "stop_timeout": 20,
+            **extra,
+        }
         self.monkeypatch.setenv(
             "AIRFLOW_CONN_ARR_DEFAULT", connection_json(self.server.url, api_version=api_version, **extra)
         )

@@ -34,6 +34,13 @@ How each scenario is realised:
     in the matrix: a concurrent create of another DAG makes two candidates, none is stopped,
     both are named.
 12. the emulator is restarted mid-run (after create, or during render): sessions vanish (404).
+13. the service cannot be reached during the teardown, then is back within the stop budget:
+    every connection to the stop is cut (``drop``) for a few seconds; the stop keeps trying.
+14. the service cannot be reached during the whole teardown (past ``stop_timeout``): the stop
+    fails with an error that names the session left running, until when it bills and the
+    command that stops it by hand, which the test then runs as the person on call would.
+15. the token service answers 503 during a v1 create: the create request was never sent, so
+    the task fails with an ordinary error: no "a session may exist" alarm, no list, no session.
 """
 
 from __future__ import annotations
@@ -212,7 +219,7 @@ def test_05_kill_during_a_2021_create_stops_the_session_it_was_creating(harness:
     harness.reset(startup_delay=NEVER)
     session_id = ArrHook().create_session(session_id="being-created", max_lease_time="0:30:00")
     operator = ArrCreateSessionOperator(task_id="create", session_id=session_id)
-    operator._creating = session_id  # where execute stands while its PUT is in flight
+    operator._remember(session_id)  # what the create does before its PUT goes out
     operator.on_kill()
     assert harness.admin.active() == 0
     assert only_session(harness.admin.state())["stop_requested"]
@@ -499,3 +506,53 @@ def test_12_emulator_restarted_mid_run(harness: Harness) -> None:
         assert "404" in run.output and "nothing to stop" in run.output
         state = harness.finish("12 emulator restarted", run.state, seconds=run.seconds, text=run.output)
         assert state["sessions"] == []  # the restarted emulator knows no session
+
+
+# ------------------------------------------------------------------------------------------------
+# 13-15: a teardown that cannot reach the service; a token failure before a create
+
+
+def test_13_teardown_unreachable_then_back_within_the_budget(harness: Harness) -> None:
+    for _ in range(RUNS):
+        harness.reset()
+        harness.connect(stop_timeout=60)
+        harness.admin.fault(operation="stop", action="drop", count=4)
+        run = harness.run(arr_fault_dags.arr_fault_workload)
+        assert run.state == "success", str(run)
+        assert harness.admin.counts()["dropped"] == 4
+        state = harness.finish(
+            "13 teardown unreachable, back in time", run.state, seconds=run.seconds, text=run.output
+        )
+        assert only_session(state)["stop_requested"]
+
+
+def test_14_teardown_unreachable_past_the_budget_names_the_session(harness: Harness) -> None:
+    for _ in range(RUNS):
+        harness.reset()
+        harness.connect(stop_timeout=2)
+        harness.admin.fault(operation="stop", action="drop")
+        run = harness.run(arr_fault_dags.arr_fault_workload)
+        assert run.state == "failed" and run.tasks["stop"] == "failed", str(run)
+        session_id = only_session(harness.admin.state())["id"]
+        assert f"session {session_id} is still running and billed" in run.output
+        from airflow_provider_arr.cli import stop_command
+
+        assert stop_command(session_id) in run.output
+        assert "until its lease ends" in run.output
+        harness.admin.clear_faults()
+        ArrHook().ensure_stopped(session_id)  # what the person on call does, told by the error
+        harness.finish("14 teardown unreachable past budget", run.state, seconds=run.seconds, text=run.output)
+
+
+def test_15_token_service_5xx_during_a_v1_create_is_no_false_alarm(harness: Harness) -> None:
+    for _ in range(RUNS):
+        harness.reset()
+        harness.admin.expire_tokens()
+        harness.admin.fault(operation="token", action="status", status=503)
+        run = harness.run(arr_fault_dags.arr_fault_workload)
+        assert run.state == "failed" and run.tasks["create"] == "failed", str(run)
+        assert "may exist" not in run.output and "ARR token (GET" in run.output
+        counts = harness.admin.counts()
+        assert counts["create"] == 0 and counts["list"] == 0
+        state = harness.finish("15 token 5xx during create", run.state, seconds=run.seconds, text=run.output)
+        assert state["sessions"] == []

@@ -27,6 +27,7 @@ from airflow_provider_arr.exceptions import (
     ArrError,
     ArrNotFoundError,
     ArrServiceError,
+    ArrSessionLeftRunningError,
     ArrSessionMayExistError,
     ArrThrottledError,
 )
@@ -93,7 +94,13 @@ def test_error_texts_and_reprs_keep_secrets(
     server = emulator_factory(startup_delay=2)
     guard.watch(server)
     admin = Admin.of(server)
-    fast: dict[str, Any] = {"retry_wait_min": 0.01, "retry_wait_max": 0.05, "retry_limit": 2}
+    fast: dict[str, Any] = {
+        "retry_wait_min": 0.01,
+        "retry_wait_max": 0.05,
+        "retry_limit": 2,
+        "throttle_timeout": 1,
+        "stop_timeout": 1,
+    }
     monkeypatch.setenv("AIRFLOW_CONN_ARR_DEFAULT", connection_json(server.url, **fast))
     hook = ArrHook()
     session_id = hook.create_session()
@@ -111,6 +118,7 @@ def test_error_texts_and_reprs_keep_secrets(
     admin.clear_faults()
     admin.fault(operation="stop", action="status", status=503)
     failing(lambda: hook.stop_session(session_id), ArrServiceError)
+    failing(lambda: hook.ensure_stopped(session_id), ArrSessionLeftRunningError)
     admin.clear_faults()
     failing(lambda: hook.get_session("no-such-session"), ArrNotFoundError)
     admin.fault(operation="create", action="lose_answer", count=1)
@@ -175,8 +183,10 @@ sys.exit(demo.main(sys.argv[3:]))
 
 
 @pytest.mark.slow
-def test_demo_output_keeps_secrets(tmp_path: Path) -> None:
-    """``make demo`` as a user runs it (a clean environment, its own emulator and Airflow home)."""
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_demo_output_keeps_secrets(tmp_path: Path, level: str) -> None:
+    """``make demo`` as a user runs it (a clean environment, its own emulator and Airflow home),
+    at INFO and at DEBUG level, where Airflow's supervisor logs what tasks send it."""
     key_file = tmp_path / "key"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     demo = subprocess.run(
@@ -191,6 +201,8 @@ def test_demo_output_keeps_secrets(tmp_path: Path) -> None:
             "--time-scale",
             "100",
             "--keep",
+            "--log-level",
+            level,
         ],
         env=env,
         cwd=REPO,

@@ -1,94 +1,135 @@
-"""Fifty waits on one throttled account through the AccountWatcher, against the emulator over HTTP."""
+"""Many waits on one throttled account, as one triggerer runs them: real triggers in one event
+loop, against the emulator at the service's documented rate (0.2 calls/s, burst 5)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from airflow_provider_arr.client.watch import AccountWatcher, Update
 from airflow_provider_arr.hooks.arr import ArrHook
-from airflow_provider_arr.models import RenderingSession
+from airflow_provider_arr.readiness import EVENT_FAILED, EVENT_READY
+from airflow_provider_arr.triggers.session import ArrSessionReadyTrigger
 from tests.conftest import Admin, connection_json
 
-WAITS = 50
-POLL_INTERVAL = 10.0  # real seconds; 2021-01-01 lists 50 sessions in 2 pages of 25: 0.2 calls/s
+pytestmark = pytest.mark.slow
+CONN = "arr_watch"
+POLL = 5.0  # the shortest interval the sensor allows: one list per 5 s is the documented rate
 
 
-def count_list_pages(exchange: Generator[Any, Any, Any], pages: list[int]) -> Generator[Any, Any, Any]:
-    """Pass a protocol exchange through, counting the list pages it requests."""
-    request = next(exchange)
-    while True:
-        if request.operation == "list":
-            pages[0] += 1
-        response = yield request
-        try:
-            request = exchange.send(response)
-        except StopIteration as stop:
-            return stop.value
-
-
-class HookSource:
-    """The watcher's source, on the hook's async client (until the client wires its own)."""
-
-    def __init__(self, conn_id: str) -> None:
-        self.hook = ArrHook(arr_conn_id=conn_id)
-
-    async def list_active(self) -> tuple[Sequence[RenderingSession], int]:
-        client = await self.hook.async_transport()
-        pages = [0]
-        sessions = await client.drive(count_list_pages(client.protocol.list_sessions(), pages))
-        return [s for s in sessions if s.status.is_active], pages[0]
-
-    async def get(self, session_id: str) -> RenderingSession:
-        return await self.hook.aget_session(session_id)
-
-    async def aclose(self) -> None:
-        await self.hook.aclose()
-
-
-@pytest.mark.slow
-async def test_fifty_waits_on_a_throttled_account_all_see_ready_without_429s(
+@pytest.fixture
+def account(
     emulator_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, api_version: str
-) -> None:
-    # Sessions ready 15 s (real) after creation; the list pages 25 sessions at a time.
+) -> Iterator[tuple[Admin, ArrHook]]:
+    """An emulator whose sessions start in 15 real seconds, throttled once the sessions exist."""
     emulator = emulator_factory(startup_delay=150, time_scale=10, page_size=25)
-    admin = Admin(emulator.url)
     monkeypatch.setenv(
-        "AIRFLOW_CONN_ARR_WATCH",
+        f"AIRFLOW_CONN_{CONN.upper()}",
         connection_json(emulator.url, api_version=api_version, retry_wait_min=0.05, retry_wait_max=1),
     )
-    hook = ArrHook(arr_conn_id="arr_watch")
-    ids = [hook.create_session() for _ in range(WAITS)]  # created before the throttle is on
+    admin = Admin.of(emulator)
+    yield admin, ArrHook(arr_conn_id=CONN)
+    admin.config(throttle_rate=None)
+
+
+def trigger(session_id: str, deadline: float | None = None) -> ArrSessionReadyTrigger:
+    return ArrSessionReadyTrigger(
+        session_id=session_id, arr_conn_id=CONN, poll_interval=POLL, deadline=deadline
+    )
+
+
+async def outcome(t: ArrSessionReadyTrigger) -> dict[str, Any]:
+    async for event in t.run():
+        return dict(event.payload)
+    raise AssertionError("the trigger ended without an event")
+
+
+def throttle(admin: Admin) -> None:
     admin.config(throttle_rate=0.2, throttle_burst=5)
-    try:
-        watcher = AccountWatcher.for_account((emulator.url, api_version), lambda: HookSource("arr_watch"))
 
-        async def wait_ready(session_id: str) -> list[Update]:
-            updates = []
-            async with contextlib.aclosing(watcher.watch(session_id, POLL_INTERVAL)) as stream:
-                async for update in stream:
-                    updates.append(update)
-                    assert update.error is None, update.error
-                    assert update.session is not None
-                    if update.session.is_ready:
-                        return updates
-            raise AssertionError("the stream ended")
 
-        results = await asyncio.wait_for(asyncio.gather(*(wait_ready(i) for i in ids)), 240)
-        counts = admin.counts()
-    finally:
-        admin.config(throttle_rate=None)
-        for session_id in ids:
-            hook.stop_session(session_id)
-    assert len(results) == WAITS
-    assert all(updates[-1].session and updates[-1].session.is_ready for updates in results)
-    # Every status came from the shared list, serving all 50 waits: no read by id at all.
-    assert {(u.source, u.served) for updates in results for u in updates} == {("list", WAITS)}
-    assert counts["get"] == 0
-    assert counts["list"] == watcher.stats.pages
-    assert watcher.stats.polls >= 2  # the sessions were starting at the first poll
-    assert counts["throttled"] == 0
+async def test_fifty_waits_share_one_list_and_all_see_ready(
+    account: tuple[Admin, ArrHook], api_version: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin, hook = account
+    ids = [hook.create_session() for _ in range(50)]  # made before the throttle is on
+    throttle(admin)
+    before = admin.counts()
+    events = await asyncio.wait_for(asyncio.gather(*(outcome(trigger(i)) for i in ids)), 240)
+    after = admin.counts()
+    assert [e["status"] for e in events] == [EVENT_READY] * 50
+    assert after["throttled"] == before["throttled"], "no 429 at all"
+    assert after["get"] == before["get"], "every status came from the shared list"
+    pages = 2 if api_version == "2021-01-01" else 1
+    polls = (after["list"] - before["list"]) / pages
+    assert 2 <= polls <= 6, f"{polls} polls for a 15 s start at one poll per 5 s"
+    assert "status from the shared account list (serving 50 sessions)" in caplog.text
+    for session_id in ids:
+        hook.ensure_stopped(session_id)
+
+
+async def test_sessions_that_end_while_others_wait_fail_with_the_service_message(
+    account: tuple[Admin, ArrHook],
+) -> None:
+    admin, hook = account
+    ids = [hook.create_session() for _ in range(8)]
+    throttle(admin)
+    admin.force(ids[0], "error", "GPU node lost")
+    hook.ensure_stopped(ids[1])
+    events = await asyncio.wait_for(asyncio.gather(*(outcome(trigger(i)) for i in ids)), 240)
+    assert events[0]["status"] == EVENT_FAILED and "GPU node lost" in events[0]["message"]
+    assert events[1]["status"] == EVENT_FAILED and events[1]["session_status"] in ("stopping", "stopped")
+    assert [e["status"] for e in events[2:]] == [EVENT_READY] * 6
+    assert admin.counts()["throttled"] == 0
+    for session_id in ids:
+        hook.ensure_stopped(session_id)
+
+
+async def test_a_failing_list_falls_back_to_reads_by_id(account: tuple[Admin, ArrHook]) -> None:
+    admin, hook = account
+    ids = [hook.create_session() for _ in range(6)]
+    admin.fault(operation="list", action="status", status=500, count=8)  # the retries of one poll
+    events = await asyncio.wait_for(asyncio.gather(*(outcome(trigger(i)) for i in ids)), 240)
+    assert [e["status"] for e in events] == [EVENT_READY] * 6
+    assert admin.counts()["get"] > 0, "the poll after the failed list read the sessions by id"
+    for session_id in ids:
+        hook.ensure_stopped(session_id)
+
+
+async def test_one_cancelled_wait_leaves_the_others_alone(account: tuple[Admin, ArrHook]) -> None:
+    admin, hook = account
+    ids = [hook.create_session() for _ in range(10)]
+    throttle(admin)
+    tasks = [asyncio.create_task(outcome(trigger(i))) for i in ids]
+    await asyncio.sleep(POLL)  # every wait has joined the shared poll
+    tasks[3].cancel()  # what the triggerer does on a user's kill or a timeout
+    done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 240)
+    assert isinstance(done[3], asyncio.CancelledError)
+    assert [e["status"] for k, e in enumerate(done) if k != 3] == [EVENT_READY] * 9
+    assert admin.counts()["throttled"] == 0
+    for session_id in ids:
+        hook.ensure_stopped(session_id)
+
+
+def test_a_restarted_triggerer_resumes_the_waits_in_a_new_event_loop(account: tuple[Admin, ArrHook]) -> None:
+    admin, hook = account
+    ids = [hook.create_session() for _ in range(6)]
+    throttle(admin)
+    triggers = [trigger(i) for i in ids]
+
+    async def first_loop() -> None:  # the triggerer dies after a poll or two
+        tasks = [asyncio.create_task(outcome(t)) for t in triggers]
+        await asyncio.sleep(POLL + 1)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(first_loop())
+    resumed = [ArrSessionReadyTrigger(**t.serialize()[1]) for t in triggers]  # as a new triggerer does
+    events = asyncio.run(asyncio.wait_for(asyncio.gather(*(outcome(t) for t in resumed)), 240))
+    assert [e["status"] for e in events] == [EVENT_READY] * 6
+    assert admin.counts()["throttled"] == 0
+    for session_id in ids:
+        hook.ensure_stopped(session_id)

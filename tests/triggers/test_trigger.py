@@ -52,7 +52,14 @@ async def test_ready_event(admin: Admin) -> None:
     event = await first_event(rebuild(ArrSessionReadyTrigger(session_id=session_id, poll_interval=5)))
     assert event["status"] == "success" and event["session_status"] == "ready"
     assert event["session_id"] == session_id and event["hostname"]
-    assert set(event) == {"status", "message", "session_id", "hostname", "session_status"}
+    assert set(event) == {
+        "status",
+        "message",
+        "session_id",
+        "hostname",
+        "arr_inspector_port",
+        "session_status",
+    }
 
 
 async def test_waits_through_starting(emulator_factory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -105,8 +112,8 @@ async def test_polling_survives_throttling_and_5xx(admin: Admin) -> None:
 
 
 async def test_on_kill_stops_the_session_but_cancellation_does_not(admin: Admin) -> None:
-    session_id = ArrHook().create_session()
     admin.config(startup_delay=10**6)  # never ready while we watch
+    session_id = ArrHook().create_session()
     trigger = ArrSessionReadyTrigger(session_id=session_id, poll_interval=5)
     task = asyncio.ensure_future(first_event(trigger))
     await asyncio.sleep(0.5)

@@ -148,6 +148,7 @@ def test_on_secret_learns_each_token() -> None:
         (ArrConnectionError("reset", request_sent=True), True, True),
         (ArrConnectionError("reset", request_sent=True), False, False),
         (ArrConnectionError("refused", request_sent=False), False, True),  # never reached it
+        (ArrConnectionError("dns", request_sent=False, permanent=True), True, False),  # no retry helps
         (ArrBadRequestError("400"), True, False),
         (ArrNotFoundError("404"), True, False),
         (ArrAuthError("403"), True, False),
@@ -243,10 +244,23 @@ def test_v1_create_5xx_is_not_repeated_and_names_the_candidates() -> None:
                 session_id=None, size="standard", lease=timedelta(hours=1), models=[]
             ),
             token_answer(),
-            ArrServiceError("503", http_status=503),
+            ArrServiceError("503", http_status=503, operation="create"),
             answer(200, listed),
         )
     assert info.value.candidates == ("maybe-mine",)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ArrServiceError("503 from the token service", http_status=503, operation="token"),
+        ArrConnectionError("TLS", request_sent=False, permanent=True, operation="token"),
+    ],
+)
+def test_v1_create_whose_token_failed_was_never_sent_and_lists_nothing(failure: ArrError) -> None:
+    with pytest.raises(type(failure)) as info:
+        drive(v1_create(), failure)  # the only request: no create, no list
+    assert not isinstance(info.value, ArrSessionMayExistError)
 
 
 def test_v1_create_never_sent_is_an_ordinary_error() -> None:
@@ -256,7 +270,7 @@ def test_v1_create_never_sent_is_an_ordinary_error() -> None:
                 session_id=None, size="standard", lease=timedelta(hours=1), models=[]
             ),
             token_answer(),
-            ArrConnectionError("refused", request_sent=False),
+            ArrConnectionError("refused", request_sent=False, operation="create"),
         )
 
 
