@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -21,7 +22,6 @@ from typing import Any
 
 from airflow_provider_arr.emulator import EmulatorConfig, EmulatorServer
 
-ACCOUNT_ID = "00000000-0000-0000-0000-000000000001"
 ACCOUNT_KEY = "emulator-account-key-not-a-secret"
 LOG = logging.getLogger("arr.docs")
 FAST = {"retry_wait_min": 0.05, "retry_wait_max": 0.5}
@@ -40,11 +40,12 @@ def normalise(text: str) -> str:
 
 @contextmanager
 def emulator(**knobs: Any) -> Iterator[EmulatorServer]:
-    """An emulator for the docs' account, sessions starting in 30 emulated s at x100."""
+    """An emulator with an account of its own (the client paces calls per account and process, so
+    that no case inherits another's slowed-down rate), sessions starting in 30 emulated s at x100."""
     tls = knobs.pop("tls", False)
     config = {"startup_delay": 30.0, "stop_delay": 5.0, "time_scale": 100.0, **knobs}
     server = EmulatorServer(
-        EmulatorConfig(account_id=ACCOUNT_ID, account_key=ACCOUNT_KEY, **config), tls=tls
+        EmulatorConfig(account_id=str(uuid.uuid4()), account_key=ACCOUNT_KEY, **config), tls=tls
     ).start()
     try:
         yield server
@@ -54,10 +55,16 @@ def emulator(**knobs: Any) -> Iterator[EmulatorServer]:
 
 @contextmanager
 def connection(
-    host: str | None, *, password: str = ACCOUNT_KEY, raw_extra: str | None = None, **extra: Any
+    server: EmulatorServer,
+    host: str | None,
+    *,
+    password: str = ACCOUNT_KEY,
+    raw_extra: str | None = None,
+    **extra: Any,
 ) -> Iterator[None]:
-    """``arr_default`` by environment variable, for the duration of the block."""
-    conn: dict[str, Any] = {"conn_type": "azure_remote_rendering", "login": ACCOUNT_ID, "password": password}
+    """``arr_default`` for ``server``'s account by environment variable, for the duration of the block."""
+    login = server.config.account_id
+    conn: dict[str, Any] = {"conn_type": "azure_remote_rendering", "login": login, "password": password}
     if host:
         conn["host"] = host
     conn["extra"] = raw_extra if raw_extra is not None else {**FAST, **extra}
@@ -100,29 +107,33 @@ def hook() -> Any:
 
 
 def bare_region_account_domain() -> BaseException:
-    with emulator() as server, connection(server.url, account_domain="westus2"):
+    with emulator() as server, connection(server, server.url, account_domain="westus2"):
         return raised(lambda: hook().list_sessions())
 
 
 def wrong_account_domain() -> BaseException:
-    with emulator() as server, connection(server.url, account_domain="westus9.mixedreality.azure.com"):
+    domain = "westus9.mixedreality.azure.com"
+    with emulator() as server, connection(server, server.url, account_domain=domain):
         return raised(lambda: hook().list_sessions())
 
 
 def wrong_account_key() -> BaseException:
-    with emulator() as server, connection(server.url, password="not-the-key", sts_endpoint=server.url):
+    with (
+        emulator() as server,
+        connection(server, server.url, password="not-the-key", sts_endpoint=server.url),
+    ):
         return raised(lambda: hook().list_sessions())
 
 
 def forbidden() -> BaseException:
-    with emulator() as server, connection(server.url, sts_endpoint=server.url):
+    with emulator() as server, connection(server, server.url, sts_endpoint=server.url):
         admin(server, "POST", "/faults", {"operation": "list", "action": "status", "status": 403})
         return raised(lambda: hook().list_sessions())
 
 
 def throttled_waited_out() -> str:
     """Not an error: the summary line a task logs after waiting out 429 answers."""
-    with emulator() as server, connection(server.url, sts_endpoint=server.url):
+    with emulator() as server, connection(server, server.url, sts_endpoint=server.url):
         admin(
             server,
             "POST",
@@ -135,7 +146,7 @@ def throttled_waited_out() -> str:
 
 
 def throttled_exhausted() -> BaseException:
-    with emulator() as server, connection(server.url, sts_endpoint=server.url, throttle_timeout=3):
+    with emulator() as server, connection(server, server.url, sts_endpoint=server.url, throttle_timeout=3):
         rule = {"operation": "list", "action": "status", "status": 429, "retry_after": 1}
         admin(server, "POST", "/faults", rule)
         return raised(lambda: hook().list_sessions())
@@ -146,7 +157,7 @@ def session_error() -> BaseException:
 
     with (
         emulator(error_on_start="GPU pool exhausted") as server,
-        connection(server.url, sts_endpoint=server.url),
+        connection(server, server.url, sts_endpoint=server.url),
     ):
         h = hook()
         sid = h.create_session(size="standard", max_lease_time="1:00:00")
@@ -157,7 +168,7 @@ def session_error() -> BaseException:
 def lease_expired() -> BaseException:
     from airflow_provider_arr.readiness import poll_ready
 
-    with emulator(startup_delay=600) as server, connection(server.url, sts_endpoint=server.url):
+    with emulator(startup_delay=600) as server, connection(server, server.url, sts_endpoint=server.url):
         h = hook()
         sid = h.create_session(size="standard", max_lease_time="0:05:00")
         admin(server, "POST", "/clock/advance", {"seconds": 360})
@@ -170,7 +181,7 @@ def sensor_timeout() -> BaseException:
 
     read_event = getattr(readiness, "address_from_event", None) or readiness.hostname_from_event
 
-    with emulator(startup_delay=100000) as server, connection(server.url, sts_endpoint=server.url):
+    with emulator(startup_delay=100000) as server, connection(server, server.url, sts_endpoint=server.url):
         sid = hook().create_session(size="standard", max_lease_time="1:00:00")
         trigger = ArrSessionReadyTrigger(session_id=sid, poll_interval=5, deadline=time.time() + 1)
 
@@ -186,7 +197,7 @@ def sensor_timeout() -> BaseException:
 def lost_create_v1() -> BaseException:
     from airflow_provider_arr.hooks.recovery import create_session_safely
 
-    with emulator() as server, connection(server.url, sts_endpoint=server.url):
+    with emulator() as server, connection(server, server.url, sts_endpoint=server.url):
         admin(server, "POST", "/faults", {"operation": "create", "action": "lose_answer", "count": 1})
         return raised(
             lambda: create_session_safely(
@@ -204,7 +215,15 @@ def lost_create_v1() -> BaseException:
 
 
 def stop_left_running() -> BaseException:
-    with emulator() as server, connection(server.url, sts_endpoint=server.url, stop_timeout=2):
+    # The service failing (503) for the whole stop budget; a pace that never runs out of turns.
+    settings = {
+        "stop_timeout": 3,
+        "retry_wait_min": 1,
+        "retry_wait_max": 2,
+        "rate_limit": 10,
+        "rate_burst": 50,
+    }
+    with emulator() as server, connection(server, server.url, sts_endpoint=server.url, **settings):
         h = hook()
         sid = h.create_session(size="standard", max_lease_time="1:00:00")
         admin(server, "POST", "/faults", {"operation": "stop", "action": "status", "status": 503})
@@ -212,22 +231,24 @@ def stop_left_running() -> BaseException:
 
 
 def host_does_not_resolve() -> BaseException:
-    with emulator() as server, connection("https://arr.example.invalid", sts_endpoint=server.url):
+    with emulator() as server, connection(server, "https://arr.example.invalid", sts_endpoint=server.url):
         return raised(lambda: hook().list_sessions())
 
 
 def certificate_does_not_verify() -> BaseException:
-    with emulator(tls=True) as server, connection(server.url, sts_endpoint=server.url):
+    with emulator(tls=True) as server, connection(server, server.url, sts_endpoint=server.url):
         return raised(lambda: hook().list_sessions())
 
 
 def extra_not_json() -> BaseException:
-    with emulator() as server, connection(server.url, raw_extra='{"sts_endpoint": "' + server.url + '",}'):
-        return raised(lambda: hook().list_sessions())
+    with emulator() as server:
+        broken = '{"sts_endpoint": "' + server.url + '",}'  # a trailing comma
+        with connection(server, server.url, raw_extra=broken):
+            return raised(lambda: hook().list_sessions())
 
 
 def extra_unknown_key() -> BaseException:
-    with emulator() as server, connection(server.url, sts_endpoint=server.url, retry_limt=3):
+    with emulator() as server, connection(server, server.url, sts_endpoint=server.url, retry_limt=3):
         return raised(lambda: hook().list_sessions())
 
 
