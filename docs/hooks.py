@@ -8,9 +8,10 @@
 * ``<!-- arr:extras-table -->`` becomes the table of every connection extra, generated from
   ``airflow_provider_arr/connection_form.py`` (``EXTRAS``, which the connection form and the client
   read too).
-* ``<!-- arr:report benchmarks/REPORT.md -->`` includes a generated report (``make bench``,
-  ``make deploy-test``) with its headings one level down and its plots (``plots/*.png`` beside the
-  report) served from ``bench/plots/``, so the page shows what the last run wrote.
+* ``<!-- arr:report benchmarks/REPORT.md shift=2 -->`` includes a generated report (``make
+  bench``, ``make deploy-test``) with its headings ``shift`` levels down (default 1) and its plots
+  (``plots/*.png`` beside the report) served from ``bench/plots/``, so the page shows what the
+  last run wrote.
 * ``docs/compatibility.md`` (written by ``make compat``) gets a stand-in page while it has not been
   generated yet, so that links to it hold.
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRAS_MARKER = "<!-- arr:extras-table -->"
-REPORT_INCLUDE = re.compile(r"^<!-- arr:report (?P<path>\S+\.md) -->[ \t]*$", re.M)
+REPORT_INCLUDE = re.compile(r"^<!-- arr:report (?P<path>\S+\.md)(?: shift=(?P<shift>\d))? -->[ \t]*$", re.M)
 PLOTS = ROOT / "benchmarks" / "plots"
 PLOTS_URI = "bench/plots"
 SECTION_INCLUDE = re.compile(
@@ -76,9 +77,9 @@ def extras_table() -> str:
     return "\n".join(rows)
 
 
-def report(path: str) -> str:
-    """A generated Markdown report, its headings one level down (outside code blocks) and its
-    ``plots/`` images pointing at where the site serves them."""
+def report(path: str, shift: int = 1) -> str:
+    """A generated Markdown report, its headings ``shift`` levels down (outside code blocks) and
+    its ``plots/`` images pointing at where the site serves them."""
     file = ROOT / path
     if not file.is_file():
         raise DocsError(f"report {path!r} does not exist")
@@ -86,7 +87,8 @@ def report(path: str) -> str:
     for line in file.read_text().splitlines():
         if line.lstrip().startswith(("```", "~~~")):
             fenced = not fenced
-        shifted = "#" + line if not fenced and re.match(r"#{1,5} ", line) else line
+        heading = not fenced and re.match(r"#{1,5} ", line)
+        shifted = "#" * shift + line if heading else line
         out.append(shifted.replace("](plots/", f"]({PLOTS_URI}/"))
     return "\n".join(out)
 
@@ -99,7 +101,7 @@ def expand(markdown: str) -> str:
         return textwrap.indent(block, match["indent"]) if match["indent"] else block
 
     markdown = SECTION_INCLUDE.sub(include, markdown)
-    markdown = REPORT_INCLUDE.sub(lambda m: report(m["path"]), markdown)
+    markdown = REPORT_INCLUDE.sub(lambda m: report(m["path"], int(m["shift"] or 1)), markdown)
     if EXTRAS_MARKER in markdown:
         markdown = markdown.replace(EXTRAS_MARKER, extras_table())
     return markdown
