@@ -138,9 +138,13 @@ class AdaptiveRate:
         """
         self.throttled_count += 1
         self._refill(now)
+        # A Retry-After within one interval at the configured rate says the account was only a
+        # moment early (our bucket started counting when we sent, the service's when our first
+        # call arrived): hold until then, but keep the pace.
+        early = retry_after is not None and retry_after <= 1.0 / self.configured_rate
         # Calls in flight when the first 429 came back get 429s too: one slowdown per
         # ``1 / rate``, or a burst of answers would take the rate straight to the floor.
-        if now >= self._decreased_at + 1.0 / self.rate:
+        if not early and now >= self._decreased_at + 1.0 / self.rate:
             self.rate = max(self.floor, self.rate * DECREASE_FACTOR)
             self._decreased_at = now
         if now >= self._hold_until:  # during a hold, the call allowed at its end stays allowed
