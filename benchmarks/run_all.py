@@ -17,13 +17,14 @@ from typing import Any
 from common import BENCH, OUT, machine_info, read_result, say, write_result
 
 # (figure, script, result name, extra arguments), in the order they run: quick ones first.
-FIGURES = (
+FIGURES: tuple[tuple[int, str, str, list[str]], ...] = (
     (6, "bench_emulator_throughput.py", "emulator_throughput", []),
     (5, "bench_parse_cost.py", "parse_cost", []),
     (1, "bench_worker_slots.py", "worker_slots", []),
     (4, "bench_detection_latency.py", "detection_latency", []),
     (3, "bench_call_economy.py", "call_economy", []),
     (2, "bench_concurrent_waits.py", "concurrent_waits", []),
+    (7, "bench_account_rate.py", "account_rate", []),
 )
 REPORT = BENCH / "REPORT.md"
 
@@ -165,7 +166,155 @@ def summary_rows(r: dict[str, Any]) -> list[list[Any]]:
                 mark(et["headline_rps"] >= et["goal_rps"]),
             ]
         )
+    ar = r.get("account_rate")
+    if ar:
+        rows.append(account_rate_summary(ar))
     return rows
+
+
+def _way_cases(ar: dict[str, Any], way: str) -> list[dict[str, Any]]:
+    return sorted((c for c in ar["cases"] if c["way"] == way), key=lambda c: c["n"])
+
+
+def account_rate_summary(ar: dict[str, Any]) -> list[Any]:
+    """The summary row of figure 7: this design's waits and the simultaneous creates."""
+    ours = _way_cases(ar, "trigger")
+    interval = ar["interval"]
+    goal_lag = interval + 1 / ar["rate"]
+    ok: bool | None = None
+    measured = []
+    if ours:
+        ok = all(
+            c["ready_share"] == 1
+            and (c["calls_per_interval_max"] or 0) <= 2
+            and not c["throttled_after_first_interval"]
+            and c["lag_max"] is not None
+            and c["lag_max"] <= goal_lag
+            for c in ours
+        )
+        measured.append(
+            "N = "
+            + "/".join(f"{c['n']:,}" for c in ours)
+            + ": ready "
+            + "/".join(_percent(c["ready_share"]) for c in ours)
+            + ", lag p99 "
+            + "/".join(num(c["lag_p99"], 1) for c in ours)
+            + " s, at most "
+            + "/".join(str(c["calls_per_interval_max"]) for c in ours)
+            + " calls per interval, "
+            + "/".join(str(c["throttled_after_first_interval"]) for c in ours)
+            + " x 429 after the first"
+        )
+    cr = ar.get("creates")
+    if cr:
+        measured.append(
+            f"{cr['n']} creates: last after {num(cr['last_created'], 0)} s (floor {num(cr['floor'], 0)} s), "
+            f"{cr['duplicates']} duplicates"
+        )
+        ok = (ok is not False) and cr["duplicates"] == 0 and cr["sessions_on_emulator"] == cr["n"]
+    return [
+        "7. Sessions per account under the documented rate (0.2 calls/s)",
+        f"every wait succeeds, lag ≤ {num(interval, 0)} s + pacing, ≤ 2 calls per interval whatever N, "
+        "0 x 429 after the first interval; creates near (N - burst) / rate, no duplicate",
+        "; ".join(measured),
+        mark(ok),
+    ]
+
+
+def section_account_rate(ar: dict[str, Any]) -> list[str]:
+    m = ar.get("machine", {})
+    after = ar.get("machine_after", {})
+    interval = ar["interval"]
+    out = [
+        "## 7. Sessions per account under the documented rate",
+        "",
+        f"The service allows about one call per 5 to 10 s per account. The emulator throttled at "
+        f"{ar['rate']} calls/s with a burst of {ar['burst']} (token bucket, real seconds); its "
+        f"sessions became ready 60 emulated seconds after creation, {num(ar['startup_real_seconds'], 0)} "
+        f"real seconds (time scale {num(ar['time_scale'], 0)}). For each N, N v1 sessions were created "
+        "first, then the throttle was switched on (admin `config(throttle_rate=0.2, throttle_burst=5)`), "
+        "and one event loop waited for all N at once, each wait starting at a random moment within "
+        f"the first poll interval ({num(interval, 0)} s, the sensor's default) and giving up "
+        f"{num(ar['patience'], 0)} s after its session was ready. Two ways, in the same run:",
+        "",
+        "- *before*: per-session polling as the trigger did before the account pacer and the "
+        "watcher: each wait reads its own session by id every interval through its own hook, "
+        f"unpaced (its connection has `rate_limit` {ar['old_extra']['rate_limit']:,} calls/s), 429s "
+        f"waited out for {ar['old_extra']['throttle_timeout']} s (about the old 6 attempts with the "
+        "emulator's `Retry-After` of 1 to 5 s), and the wait ends at its first error (the old "
+        "trigger fired an `error` event);",
+        "- *this design*: the real `ArrSessionReadyTrigger(...).run()`, N coroutines in one event "
+        "loop as one triggerer runs them, at the connection's default pacing (`rate_limit` 0.2, "
+        "`rate_burst` 5): they share the loop's `AccountWatcher` (one list of the account per "
+        "interval) and every call takes a slot from the account's `AsyncPacer`.",
+        "",
+        "*Lag* is when the wait knew (the trigger's `success` event) minus when its session became "
+        "ready. *Calls* are session calls (gets and lists, 429s included; token calls apart) counted "
+        "by the emulator, read every interval: the mean over the run and the largest interval. "
+        f"Goal for the lag: within one poll interval plus the pacing delay ({num(interval, 0)} s + "
+        f"1 / {ar['rate']} s = {num(interval + 1 / ar['rate'], 0)} s).",
+        "",
+    ]
+    rows = []
+    names = {
+        "old": "before (per-session, unpaced)",
+        "trigger": "this design (trigger: watcher + pacer)",
+        "paced": "per-session, paced",
+        "watcher": "bare watcher",
+    }
+    for c in sorted(ar["cases"], key=lambda c: (c["n"], c["way"] != "old")):
+        failed = ", ".join(f"{v} {k}" for k, v in c["results"].items() if k != "ready") or "none"
+        rows.append(
+            [
+                f"{c['n']:,}",
+                names.get(c["way"], c["way"]),
+                _percent(c["ready_share"]),
+                failed,
+                f"{num(c['lag_p50'], 1)} / {num(c['lag_p99'], 1)}",
+                f"{num(c['calls_per_interval'], 1)} / {c['calls_per_interval_max']}",
+                f"{c['gets']} / {c['lists']}",
+                f"{c['throttled']} ({c['throttled_after_first_interval']})",
+                num(c["wall"], 0),
+            ]
+        )
+    out += table(
+        [
+            "N",
+            "way",
+            "waits that saw ready",
+            "other outcomes",
+            "lag p50 / p99 s",
+            "calls per interval: mean / largest",
+            "gets / lists",
+            "429s (after the 1st interval)",
+            "wall s",
+        ],
+        rows,
+    )
+    cr = ar.get("creates")
+    if cr:
+        out += [
+            f"**{cr['n']} simultaneous creates** (v1, one `ArrHook` per thread as a mapped create "
+            "task has, `hook.create_session`, default pacing, 20 threads released at once by a barrier "
+            "on an account that had been idle, the service's bucket full): the last was created "
+            f"after {num(cr['last_created'], 1)} s, against the floor "
+            f"({cr['n']} - {ar['burst']}) / {ar['rate']} = {num(cr['floor'], 0)} s (the first after "
+            f"{num(cr['first_created'], 2)} s; the longest any thread waited for its slot: "
+            f"{num(cr['paced_seconds_max'], 1)} s); {cr['creates_sent']} creates sent, "
+            f"{cr['throttled']} x 429; {cr['sessions_on_emulator']} sessions on the emulator "
+            f"afterwards ({cr['distinct_ids_returned']} distinct ids returned): "
+            f"{cr['duplicates']} duplicates.",
+            "",
+        ]
+    out += plot_link("account_rate", "service calls per poll interval against the number of waits")
+    out += [
+        f"Measured {m.get('when')} on {m.get('cores')} cores ({m.get('cpu', '?')}), load average "
+        f"{m.get('loadavg')} before and {after.get('loadavg')} after: the machine was shared with "
+        f"other agents' test runs. Command: `.venv/bin/python benchmarks/bench_account_rate.py` "
+        f"({num(ar.get('seconds', 0) / 60, 1)} minutes), also figure 7 of `make bench`.",
+        "",
+    ]
+    return out
 
 
 def section_worker_slots(ws: dict[str, Any]) -> list[str]:
@@ -527,6 +676,7 @@ def write_report() -> None:
             "detection_latency",
             "parse_cost",
             "emulator_throughput",
+            "account_rate",
             "run_all",
         )
     }
@@ -565,6 +715,7 @@ def write_report() -> None:
         ("detection_latency", section_latency),
         ("parse_cost", section_parse),
         ("emulator_throughput", section_throughput),
+        ("account_rate", section_account_rate),
     ):
         if key in found:
             lines += section(found[key])
