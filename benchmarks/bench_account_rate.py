@@ -3,16 +3,16 @@
 The service allows about one call per 5 to 10 s per account. The emulator (a child process)
 throttles at 0.2 calls/s with a burst of 5, in real seconds; its sessions become ready 60
 emulated seconds after creation (``--time-scale`` 1, the default: 60 real seconds).
-For N = 10, 100 and 1,000 sessions, created before the throttle is switched on, one event loop
+For N = 10, 100 and 1,000 sessions, created evenly over one poll interval before the throttle
+is switched on (so that they become ready at different moments), one event loop
 waits for all of them at once, each wait starting at a random moment within the first poll
 interval (10 s, the sensor's default), both ways:
 
 * ``old``: per-session polling as the trigger did before the pacer and the watcher: each wait
-  reads its own session by id every interval through its own ``ArrHook``, unpaced (its
-  connection has ``rate_limit`` 1,000 calls/s, so the account pacer is out of the way), 429s
-  waited out as the old 6 attempts did (``throttle_timeout`` 20 s: five waits of the emulator's
-  ``Retry-After``, 1 to 5 s), and the wait ends at its first error, as the old trigger fired an
-  ``error`` event;
+  reads its own session by id every interval through its own ``ArrHook``, unpaced (the
+  transport's account pacer replaced by one that lets every call go at once), a 429 retried as
+  the hook did (6 attempts, each after the ``Retry-After``), and the wait ends at its first
+  error, as the old trigger fired an ``error`` event;
 * ``trigger``: this design, the real ``ArrSessionReadyTrigger(...).run()`` coroutines, N of them
   in one event loop as one triggerer runs them, on a connection with the default pacing
   (``rate_limit`` 0.2, ``rate_burst`` 5): they share the loop's ``AccountWatcher`` (one list of
@@ -70,9 +70,11 @@ STARTUP_EMULATED = 60.0
 CREATES = 20
 #: Connection of this design: the default pacing (no rate extras).
 CONN_ID = "arr_bench_rate"
-#: Connection of the old way: the pacer out of the way, 429s waited out about as the old 6 attempts.
+#: Connection of the old way (its transport's pacer is replaced, see ``_NoPacer``).
 OLD_CONN_ID = "arr_bench_rate_unpaced"
-OLD_EXTRA = {"rate_limit": 1000, "rate_burst": 100_000, "throttle_timeout": 20}
+#: The hook's retry of a 429 before this round: 6 attempts in all, each wait the service's
+#: Retry-After (plus up to 10 % jitter, capped at 30 s), within 180 s.
+OLD_ATTEMPTS, OLD_WAIT_MAX, OLD_TOTAL = 6, 30.0, 180.0
 
 
 @dataclass
@@ -93,18 +95,67 @@ Way = Callable[[Sequence[str], float, float], Awaitable[list[Outcome]]]
 # The ways
 
 
-async def _per_session(conn_id: str, ids: Sequence[str], interval: float, deadline: float) -> list[Outcome]:
-    """Each wait reads its own session every ``interval``: the trigger's loop before this round."""
+class _NoPacer:
+    """Stands in for the transport's account pacer in the old way: every call goes at once.
+
+    (A connection with a very high ``rate_limit`` is not enough: the pacer is adaptive, and the
+    first 429s would bring it down to one call a minute.)
+    """
+
+    async def acquire(self) -> float:
+        return 0.0
+
+    def record(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+async def _read_as_before(hook: Any, session_id: str) -> Any:
+    """``hook.aget_session`` with the 429 retry of before this round (``OLD_ATTEMPTS``).
+
+    Today's hook waits 429s out for a time budget; a deadline of now makes it try once, and
+    the loop here retries the old way.
+    """
+    from airflow_provider_arr.exceptions import ArrThrottledError
+
+    started = time.monotonic()
+    for attempt in range(1, OLD_ATTEMPTS + 1):
+        try:
+            return await hook.aget_session(session_id, deadline=time.time())
+        except ArrThrottledError as exc:
+            advised = exc.retry_after
+            if advised is not None:
+                wait = min(OLD_WAIT_MAX, advised + random.uniform(0, min(1.0, 0.1 * advised)))
+            else:
+                wait = random.uniform(0, min(OLD_WAIT_MAX, 2.0**attempt))
+            if attempt == OLD_ATTEMPTS or time.monotonic() - started + wait > OLD_TOTAL:
+                raise
+            await asyncio.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+async def _per_session(
+    conn_id: str, ids: Sequence[str], interval: float, deadline: float, *, old: bool = False
+) -> list[Outcome]:
+    """Each wait reads its own session every ``interval``: the trigger's loop before this round.
+
+    ``old``: unpaced, and 429s retried as before this round; else today's hook as it is.
+    """
     from airflow_provider_arr.exceptions import ArrError
     from airflow_provider_arr.hooks.arr import ArrHook
 
     async def one(session_id: str) -> Outcome:
         await asyncio.sleep(random.uniform(0, interval))
         hook = ArrHook(arr_conn_id=conn_id)
+        if old:
+            transport = await hook.async_transport()  # shared by the loop's hooks of this connection
+            transport.pacer = _NoPacer()  # type: ignore[assignment]
         try:
             while time.monotonic() < deadline:
                 try:
-                    session = await hook.aget_session(session_id)
+                    if old:
+                        session = await _read_as_before(hook, session_id)
+                    else:
+                        session = await hook.aget_session(session_id)
                 except ArrError as exc:
                     return Outcome(session_id, "error", detail=type(exc).__name__)
                 if session.is_ready:
@@ -121,7 +172,7 @@ async def _per_session(conn_id: str, ids: Sequence[str], interval: float, deadli
 
 async def wait_old(ids: Sequence[str], interval: float, deadline: float) -> list[Outcome]:
     """Per-session polling, unpaced (see the module's docstring)."""
-    return await _per_session(OLD_CONN_ID, ids, interval, deadline)
+    return await _per_session(OLD_CONN_ID, ids, interval, deadline, old=True)
 
 
 async def wait_paced(ids: Sequence[str], interval: float, deadline: float) -> list[Outcome]:
@@ -217,15 +268,21 @@ DEFAULT_WAYS = ("old", "trigger")
 # One case of waits
 
 
-def create_sessions(emu: Emulator, count: int) -> tuple[list[str], list[float]]:
-    """Create ``count`` v1 sessions back to back (set-up, unthrottled); ids and creation times."""
+def create_sessions(emu: Emulator, count: int, spread: float) -> tuple[list[str], list[float]]:
+    """Create ``count`` v1 sessions evenly over ``spread`` seconds (set-up, unthrottled).
+
+    Spread, so that their ready times are too: sessions all created in the same instant would
+    all be seen ready by the same shared poll, with one lag for all, set by chance.
+    """
     import requests
 
     headers = {"Authorization": f"Bearer {emu.token()}"}
     body = {"maxLeaseTime": "4:0:0", "models": [], "size": "standard"}
     ids, created = [], []
+    start = time.monotonic()
     with requests.Session() as http:
-        for _ in range(count):
+        for i in range(count):
+            time.sleep(max(0.0, start + i * spread / count - time.monotonic()))
             answer = http.post(
                 f"{emu.url}/v1/accounts/{ACCOUNT_ID}/sessions/create", json=body, headers=headers, timeout=30
             )
@@ -246,7 +303,7 @@ def run_case(
     """Create ``n`` sessions, switch the throttle on, wait for all of them one ``way``; the figures."""
     emu.reset()
     emu.configure(time_scale=time_scale, startup_delay=STARTUP_EMULATED, throttle_rate=None)
-    ids, created = create_sessions(emu, n)
+    ids, created = create_sessions(emu, n, spread=interval)
     startup_real = STARTUP_EMULATED / time_scale
     ready_at = {i: t + startup_real for i, t in zip(ids, created, strict=True)}
     emu.configure(throttle_rate=RATE, throttle_burst=BURST)
@@ -430,7 +487,7 @@ def main() -> None:
     machine = machine_info()
     with Emulator(startup_delay=STARTUP_EMULATED, time_scale=args.time_scale) as emu:
         use_emulator(emu.url, CONN_ID)
-        use_emulator(emu.url, OLD_CONN_ID, **OLD_EXTRA)
+        use_emulator(emu.url, OLD_CONN_ID)
         for n in args.sizes:
             for way in args.ways:
                 case = run_case(
@@ -465,7 +522,7 @@ def main() -> None:
             "time_scale": args.time_scale,
             "startup_real_seconds": STARTUP_EMULATED / args.time_scale,
             "patience": args.patience,
-            "old_extra": OLD_EXTRA,
+            "old_retry": {"attempts": OLD_ATTEMPTS, "wait_max": OLD_WAIT_MAX, "total": OLD_TOTAL},
             "machine": machine,
             "machine_after": machine_info(),
             "seconds": time.monotonic() - started,

@@ -232,17 +232,19 @@ def section_account_rate(ar: dict[str, Any]) -> list[str]:
         f"{ar['rate']} calls/s with a burst of {ar['burst']} (token bucket, real seconds); its "
         f"sessions became ready 60 emulated seconds after creation, {num(ar['startup_real_seconds'], 0)} "
         f"real seconds (time scale {num(ar['time_scale'], 0)}). For each N, N v1 sessions were created "
-        "first, then the throttle was switched on (admin `config(throttle_rate=0.2, throttle_burst=5)`), "
+        "evenly over one poll interval (so that they become ready at different moments), then "
+        "the throttle was switched on (admin `config(throttle_rate=0.2, throttle_burst=5)`), "
         "and one event loop waited for all N at once, each wait starting at a random moment within "
         f"the first poll interval ({num(interval, 0)} s, the sensor's default) and giving up "
         f"{num(ar['patience'], 0)} s after its session was ready. Two ways, in the same run:",
         "",
         "- *before*: per-session polling as the trigger did before the account pacer and the "
         "watcher: each wait reads its own session by id every interval through its own hook, "
-        f"unpaced (its connection has `rate_limit` {ar['old_extra']['rate_limit']:,} calls/s), 429s "
-        f"waited out for {ar['old_extra']['throttle_timeout']} s (about the old 6 attempts with the "
-        "emulator's `Retry-After` of 1 to 5 s), and the wait ends at its first error (the old "
-        "trigger fired an `error` event);",
+        "unpaced (the transport's account pacer replaced by one that lets every call go at once: "
+        "a very high `rate_limit` is not enough, the adaptive pacer halves it on each 429), a 429 "
+        f"retried as the hook did before ({ar['old_retry']['attempts']} attempts in all, each after "
+        "the `Retry-After`), and the wait ends at its first error (the old trigger fired an "
+        "`error` event);",
         "- *this design*: the real `ArrSessionReadyTrigger(...).run()`, N coroutines in one event "
         "loop as one triggerer runs them, at the connection's default pacing (`rate_limit` 0.2, "
         "`rate_burst` 5): they share the loop's `AccountWatcher` (one list of the account per "
