@@ -168,7 +168,7 @@ def summary_rows(r: dict[str, Any]) -> list[list[Any]]:
         )
     ar = r.get("account_rate")
     if ar:
-        rows.append(account_rate_summary(ar))
+        rows += account_rate_summary(ar)
     return rows
 
 
@@ -176,13 +176,12 @@ def _way_cases(ar: dict[str, Any], way: str) -> list[dict[str, Any]]:
     return sorted((c for c in ar["cases"] if c["way"] == way), key=lambda c: c["n"])
 
 
-def account_rate_summary(ar: dict[str, Any]) -> list[Any]:
-    """The summary row of figure 7: this design's waits and the simultaneous creates."""
+def account_rate_summary(ar: dict[str, Any]) -> list[list[Any]]:
+    """The summary rows of figure 7: this design's waits, and the simultaneous creates."""
+    rows: list[list[Any]] = []
     ours = _way_cases(ar, "trigger")
     interval = ar["interval"]
     goal_lag = interval + 1 / ar["rate"]
-    ok: bool | None = None
-    measured = []
     if ours:
         ok = all(
             c["ready_share"] == 1
@@ -192,33 +191,40 @@ def account_rate_summary(ar: dict[str, Any]) -> list[Any]:
             and c["lag_max"] <= goal_lag
             for c in ours
         )
-        measured.append(
-            "N = "
-            + "/".join(f"{c['n']:,}" for c in ours)
-            + ": ready "
-            + "/".join(_percent(c["ready_share"]) for c in ours)
-            + ", lag p99 "
-            + "/".join(num(c["lag_p99"], 1) for c in ours)
-            + " s, at most "
-            + "/".join(str(c["calls_per_interval_max"]) for c in ours)
-            + " calls per interval, "
-            + "/".join(str(c["throttled_after_first_interval"]) for c in ours)
-            + " x 429 after the first"
+        rows.append(
+            [
+                "7a. Waits on one account at the documented rate (0.2 calls/s), trigger",
+                f"every wait ready, lag ≤ {num(interval, 0)} s + pacing, ≤ 2 calls per interval "
+                "whatever N, 0 x 429 after the first interval",
+                "N = "
+                + "/".join(f"{c['n']:,}" for c in ours)
+                + ": ready "
+                + "/".join(_percent(c["ready_share"]) for c in ours)
+                + ", lag p99 "
+                + "/".join(num(c["lag_p99"], 1) for c in ours)
+                + " s, at most "
+                + "/".join(str(c["calls_per_interval_max"]) for c in ours)
+                + " call(s) per interval, "
+                + "/".join(str(c["throttled_after_first_interval"]) for c in ours)
+                + " x 429 after the first (before: ready "
+                + "/".join(_percent(c["ready_share"]) for c in _way_cases(ar, "old"))
+                + ")",
+                mark(ok),
+            ]
         )
     cr = ar.get("creates")
     if cr:
-        measured.append(
-            f"{cr['n']} creates: last after {num(cr['last_created'], 0)} s (floor {num(cr['floor'], 0)} s), "
-            f"{cr['duplicates']} duplicates"
+        rows.append(
+            [
+                f"7b. {cr['n']} simultaneous creates on one account (v1, default pacing)",
+                f"last one near the floor (N - burst) / rate = {num(cr['floor'], 0)} s (within 10 %); "
+                "no duplicate",
+                f"last after {num(cr['last_created'], 1)} s ({cr['throttled']} x 429); "
+                f"{cr['sessions_on_emulator']} sessions on the emulator, {cr['duplicates']} duplicates",
+                mark(cr["last_created"] <= 1.1 * cr["floor"] and cr["duplicates"] == 0),
+            ]
         )
-        ok = (ok is not False) and cr["duplicates"] == 0 and cr["sessions_on_emulator"] == cr["n"]
-    return [
-        "7. Sessions per account under the documented rate (0.2 calls/s)",
-        f"every wait succeeds, lag ≤ {num(interval, 0)} s + pacing, ≤ 2 calls per interval whatever N, "
-        "0 x 429 after the first interval; creates near (N - burst) / rate, no duplicate",
-        "; ".join(measured),
-        mark(ok),
-    ]
+    return rows
 
 
 def section_account_rate(ar: dict[str, Any]) -> list[str]:
@@ -309,6 +315,48 @@ def section_account_rate(ar: dict[str, Any]) -> list[str]:
             "",
         ]
     out += plot_link("account_rate", "service calls per poll interval against the number of waits")
+    old, ours = _way_cases(ar, "old"), _way_cases(ar, "trigger")
+    if old and ours:
+        out += [
+            "Before, every wait spent the account's rate for all the others: N waits sent about N "
+            "reads per interval plus their retries, the service admitted about "
+            + "/".join(num(c["admitted_per_interval"], 1) for c in old)
+            + " per interval whatever N, and the waits that drew a 429 six times in a row ended "
+            "in error (ready: "
+            + "/".join(_percent(c["ready_share"]) for c in old)
+            + " at N = "
+            + "/".join(f"{c['n']:,}" for c in old)
+            + "). With the trigger as it is now, one poll "
+            "per interval serves every wait of the account (a read by id while one waits alone, "
+            "then one list), whatever N: "
+            + "/".join(str(c["calls_per_interval_max"]) for c in ours)
+            + " call(s) in the busiest interval, no 429, every wait ready, and the lag is the "
+            "phase of the shared poll against the session's ready time: within one interval plus "
+            "the time the poll takes (p99 "
+            + "/".join(num(c["lag_p99"], 1) for c in ours)
+            + " s, largest "
+            + "/".join(num(c["lag_max"], 1) for c in ours)
+            + " s: a session ready just after a poll is seen at the next, when the list of "
+            "N sessions has come back and N events are handed out; the pacer never delayed a "
+            "poll, one call per 10 s being half the rate). The lag of the old way's few "
+            "survivors is not comparable: they are the waits that happened to read soon after.",
+            "",
+        ]
+    if cr and cr["throttled"]:
+        out += [
+            f"The creates missed the floor by {num(cr['last_created'] - cr['floor'], 0)} s: the "
+            f"first {ar['burst']} went at once, and the next, sent at the pacer's slot "
+            f"{num(1 / ar['rate'], 0)} s after the first one, reached the service a moment "
+            "before its bucket had refilled (the pacer counts from when the first slot was taken, "
+            "the service from when the first call arrived, a little later: with twenty token "
+            "requests and creates in flight at once, that gap varies from call to call), and was "
+            "answered 429 (retried after `Retry-After`, no duplicate). "
+            "The pacer then halved its rate, as it must when the service says it is faster than "
+            "the account's limit, and climbed back by 5 % of the configured rate per success: "
+            "each create after that took longer than 5 s. One early call costs about a quarter of "
+            "the floor here; see the report to the coordinator (not changed: provider code).",
+            "",
+        ]
     out += [
         f"Measured {m.get('when')} on {m.get('cores')} cores ({m.get('cpu', '?')}), load average "
         f"{m.get('loadavg')} before and {after.get('loadavg')} after: the machine was shared with "
