@@ -7,6 +7,8 @@ service's ``MS-CV`` trace id. None of them ever holds the account key or an acce
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow_provider_arr._compat import AirflowException, AirflowFailException
 
 BODY_EXCERPT_CHARS = 500
@@ -49,6 +51,17 @@ class ArrError(AirflowException):
         self.body = excerpt(body)
         self.ms_cv = ms_cv
         super().__init__(self._render())
+
+    def details(self) -> dict[str, Any]:
+        """What support needs of this error (operation, session, status, body, MS-CV), to carry
+        over to an error that wraps it."""
+        return {
+            "operation": self.operation,
+            "session_id": self.session_id,
+            "http_status": self.http_status,
+            "body": self.body,
+            "ms_cv": self.ms_cv,
+        }
 
     def _render(self) -> str:
         details = []

@@ -1,57 +1,52 @@
-"""N waits on one throttled account: each wait polling its own session vs one shared AccountWatcher.
+"""N waits on one throttled account, and N creates on it: before this round and with this design.
 
 The service allows about one call per 5 to 10 s per account. The emulator (a child process)
-throttles at 0.2 calls/s with a burst of 5 (real seconds); its sessions become ready 60 emulated
-seconds after creation (``--time-scale`` makes that a few real seconds). For N = 10, 100 and
-1,000 sessions, created before the throttle is switched on, one event loop waits for all of them
-at once, each wait starting at a random moment within the first poll interval, both ways:
+throttles at 0.2 calls/s with a burst of 5, in real seconds; its sessions become ready 60
+emulated seconds after creation (``--time-scale`` 1, the default: 60 real seconds).
+For N = 10, 100 and 1,000 sessions, created evenly over one poll interval before the throttle
+is switched on (so that they become ready at different moments), one event loop
+waits for all of them at once, each wait starting at a random moment within the first poll
+interval (10 s, the sensor's default), both ways:
 
-* ``per-session``: what the trigger does today: each wait reads its own session by id every
-  interval through its own ``ArrHook`` (the hook's retries, with Retry-After, included) and
-  gives up at its first error, as the trigger fires an ``error`` event;
-* ``per-session-paced``: the same, each read first taking a slot from the account's
-  ``AsyncPacer`` (``airflow_provider_arr/client/pacing.py``): pacing alone, without coalescing;
-* ``watcher``: every wait follows its session through ``AccountWatcher.watch`` (one list of the
-  account per interval serves them all; see ``airflow_provider_arr/client/watch.py``).
+* ``old``: per-session polling as the trigger did before the pacer and the watcher: each wait
+  reads its own session by id every interval through its own ``ArrHook``, unpaced (the
+  transport's account pacer replaced by one that lets every call go at once), a 429 retried as
+  the hook did (6 attempts, each after the ``Retry-After``), and the wait ends at its first
+  error, as the old trigger fired an ``error`` event;
+* ``trigger``: this design, the real ``ArrSessionReadyTrigger(...).run()`` coroutines, N of them
+  in one event loop as one triggerer runs them, on a connection with the default pacing
+  (``rate_limit`` 0.2, ``rate_burst`` 5): they share the loop's ``AccountWatcher`` (one list of
+  the account per interval) and every call goes through the account's ``AsyncPacer``.
 
-Figures per case: share of waits that saw ``ready``; ready-detection lag (time the wait saw
-``ready`` minus the time the session became ready) p50/p99; calls to the service per poll
-interval (sent, and admitted: not 429); 429s after the first interval. No asserts on time.
+Two more ways can be asked for (``--ways``): ``paced`` (the per-session loop on the default
+pacing: pacing without coalescing) and ``watcher`` (the bare ``hook.account_watcher()``).
 
-The ways are functions in ``WAYS`` (``async (ids, conn_id, interval, deadline) -> outcomes``),
-so another one (the real trigger, once wired) can be added and compared on the same cases.
+Figures per case: share of waits that saw ``ready``; ready-detection lag (when the wait knew,
+minus when the session became ready) p50/p99; calls to the service (gets and lists, 429s
+included) per poll interval, mean and the largest of any interval (the emulator's counters are
+read every interval); 429s after the first interval. No asserts on time.
 
-Measured 2026-12-02 on the 2-core machine (v1, interval 10 s, ready 15 s real after creation,
-patience 60 s; ``python bench_account_rate.py``, 8 min in all):
+Then 20 simultaneous v1 creates (``--creates``), one ``ArrHook`` per thread as a mapped create
+task has, default pacing, on an account that has been idle (the service's bucket full): the
+time until the last one is created, against the floor (N - burst) / rate, the 429s, and the
+sessions on the emulator afterwards (exactly N: no duplicate).
 
-======  =================  ======  ==============  ================  =====================
-N       way                ready   lag p50/p99 s   calls/interval    429s (after 1st int.)
-======  =================  ======  ==============  ================  =====================
-10      per-session        70 %    16.1 / 31.0     11.5 sent, 2.8    41 (37)
-10      per-session-paced  100 %   22.7 / 44.7     4.5 sent, 2.7     11 (10)
-10      watcher            100 %   6.4 / 6.4       1.4, 1.4          0 (0)
-100     per-session        5 %     10.7 / 21.5     165 sent, 3.3     585 (441)
-100     per-session-paced  12 %    29.7 / 56.3     4.4 sent, 2.5     14 (13), 88 timeouts
-100     watcher            100 %   6.8 / 7.9       1.5, 1.5          0 (0)
-1000    per-session        0.8 %   20.9 / 40.7     1167 sent, 2.9    5983 (4642), 51 s
-1000    per-session-paced  1.2 %   32.0 / 58.8     4.3 sent, 2.5     13 (12), 988 timeouts
-1000    watcher            100 %   8.6 / 10.3      1.4, 1.4          0 (0)
-======  =================  ======  ==============  ================  =====================
-
-(The paced way's few 429s are the hook's own retries, which the pacer does not see yet, and
-the phase between the pacer's bucket and the service's: wired into the transport, every
-attempt will take a slot and report its answer.)
+``python benchmarks/bench_account_rate.py`` (about 10 minutes); results in
+``benchmarks/out/account_rate.json``, plot in ``benchmarks/plots/account_rate.png``; the report's
+section comes from ``run_all.py`` (figure 7).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import itertools
 import os
 import random
+import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +55,8 @@ from common import (
     Emulator,
     machine_info,
     percentile,
+    plot_path,
+    pyplot,
     say,
     setup_airflow_env,
     use_emulator,
@@ -70,12 +67,19 @@ NAME = "account_rate"
 SIZES = (10, 100, 1000)
 RATE, BURST = 0.2, 5
 STARTUP_EMULATED = 60.0
+CREATES = 20
+#: Connection of this design: the default pacing (no rate extras).
 CONN_ID = "arr_bench_rate"
+#: Connection of the old way (its transport's pacer is replaced, see ``_NoPacer``).
+OLD_CONN_ID = "arr_bench_rate_unpaced"
+#: The hook's retry of a 429 before this round: 6 attempts in all, each wait the service's
+#: Retry-After (plus up to 10 % jitter, capped at 30 s), within 180 s.
+OLD_ATTEMPTS, OLD_WAIT_MAX, OLD_TOTAL = 6, 30.0, 180.0
 
 
 @dataclass
 class Outcome:
-    """How one wait ended: ``ready`` (with the time it saw it), ``error`` or ``timeout``."""
+    """How one wait ended: ``ready`` (with the time it knew), ``error`` or ``timeout``."""
 
     session_id: str
     result: str
@@ -83,28 +87,75 @@ class Outcome:
     detail: str = ""
 
 
-#: A way of waiting: (session ids, connection id, poll interval, deadline as time.monotonic()).
-Way = Callable[[Sequence[str], str, float, float], Awaitable[list[Outcome]]]
+#: A way of waiting: (session ids, poll interval, deadline as time.monotonic()) -> outcomes.
+Way = Callable[[Sequence[str], float, float], Awaitable[list[Outcome]]]
 
 
 # --------------------------------------------------------------------------------------------
 # The ways
 
 
-async def wait_per_session(
-    ids: Sequence[str], conn_id: str, interval: float, deadline: float
+class _NoPacer:
+    """Stands in for the transport's account pacer in the old way: every call goes at once.
+
+    (A connection with a very high ``rate_limit`` is not enough: the pacer is adaptive, and the
+    first 429s would bring it down to one call a minute.)
+    """
+
+    async def acquire(self) -> float:
+        return 0.0
+
+    def record(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+async def _read_as_before(hook: Any, session_id: str) -> Any:
+    """``hook.aget_session`` with the 429 retry of before this round (``OLD_ATTEMPTS``).
+
+    Today's hook waits 429s out for a time budget; a deadline of now makes it try once, and
+    the loop here retries the old way.
+    """
+    from airflow_provider_arr.exceptions import ArrThrottledError
+
+    started = time.monotonic()
+    for attempt in range(1, OLD_ATTEMPTS + 1):
+        try:
+            return await hook.aget_session(session_id, deadline=time.time())
+        except ArrThrottledError as exc:
+            advised = exc.retry_after
+            if advised is not None:
+                wait = min(OLD_WAIT_MAX, advised + random.uniform(0, min(1.0, 0.1 * advised)))
+            else:
+                wait = random.uniform(0, min(OLD_WAIT_MAX, 2.0**attempt))
+            if attempt == OLD_ATTEMPTS or time.monotonic() - started + wait > OLD_TOTAL:
+                raise
+            await asyncio.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+async def _per_session(
+    conn_id: str, ids: Sequence[str], interval: float, deadline: float, *, old: bool = False
 ) -> list[Outcome]:
-    """Each wait reads its own session every ``interval`` (today's trigger loop)."""
+    """Each wait reads its own session every ``interval``: the trigger's loop before this round.
+
+    ``old``: unpaced, and 429s retried as before this round; else today's hook as it is.
+    """
     from airflow_provider_arr.exceptions import ArrError
     from airflow_provider_arr.hooks.arr import ArrHook
 
     async def one(session_id: str) -> Outcome:
         await asyncio.sleep(random.uniform(0, interval))
         hook = ArrHook(arr_conn_id=conn_id)
+        if old:
+            transport = await hook.async_transport()  # shared by the loop's hooks of this connection
+            transport.pacer = _NoPacer()  # type: ignore[assignment]
         try:
             while time.monotonic() < deadline:
                 try:
-                    session = await hook.aget_session(session_id)
+                    if old:
+                        session = await _read_as_before(hook, session_id)
+                    else:
+                        session = await hook.aget_session(session_id)
                 except ArrError as exc:
                     return Outcome(session_id, "error", detail=type(exc).__name__)
                 if session.is_ready:
@@ -119,105 +170,63 @@ async def wait_per_session(
     return list(await asyncio.gather(*(one(i) for i in ids)))
 
 
-async def wait_per_session_paced(
-    ids: Sequence[str], conn_id: str, interval: float, deadline: float
-) -> list[Outcome]:
-    """As ``per-session``, but every read first takes a slot from the account's AsyncPacer.
+async def wait_old(ids: Sequence[str], interval: float, deadline: float) -> list[Outcome]:
+    """Per-session polling, unpaced (see the module's docstring)."""
+    return await _per_session(OLD_CONN_ID, ids, interval, deadline, old=True)
 
-    Pacing alone keeps the account within its rate, but N waits then share 0.2 reads/s: each
-    session is read every N / 0.2 s. (The hook's own retries are not paced here.)
-    """
-    from airflow_provider_arr.client.pacing import async_pacer
-    from airflow_provider_arr.exceptions import ArrError, ArrThrottledError
-    from airflow_provider_arr.hooks.arr import ArrHook
 
-    pacer = async_pacer(("bench", conn_id), RATE, BURST)
+async def wait_paced(ids: Sequence[str], interval: float, deadline: float) -> list[Outcome]:
+    """Per-session polling at the connection's default pacing: pacing without coalescing."""
+    return await _per_session(CONN_ID, ids, interval, deadline)
 
-    async def follow(session_id: str) -> Outcome:
-        hook = ArrHook(arr_conn_id=conn_id)
-        try:
-            while True:
-                await pacer.acquire()
-                try:
-                    session = await hook.aget_session(session_id)
-                except ArrThrottledError as exc:
-                    pacer.record(429, retry_after=exc.retry_after)
-                    return Outcome(session_id, "error", detail=type(exc).__name__)
-                except ArrError as exc:
-                    return Outcome(session_id, "error", detail=type(exc).__name__)
-                pacer.record(200)
-                if session.is_ready:
-                    return Outcome(session_id, "ready", time.monotonic())
-                if session.status.will_never_be_ready:
-                    return Outcome(session_id, "error", detail=session.status.value)
-                await asyncio.sleep(interval)
-        finally:
-            await hook.aclose()
+
+async def wait_trigger(ids: Sequence[str], interval: float, deadline: float) -> list[Outcome]:
+    """The real trigger, N of them in this event loop, each started within the first interval."""
+    from airflow_provider_arr.triggers.session import ArrSessionReadyTrigger
+
+    unix_deadline = time.time() + (deadline - time.monotonic())
 
     async def one(session_id: str) -> Outcome:
         await asyncio.sleep(random.uniform(0, interval))
-        try:
-            # A slot may be hours away with 1,000 waits: the deadline cuts the wait.
-            return await asyncio.wait_for(follow(session_id), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            return Outcome(session_id, "timeout")
+        trigger = ArrSessionReadyTrigger(
+            session_id=session_id,
+            arr_conn_id=CONN_ID,
+            poll_interval=interval,
+            deadline=unix_deadline,
+            stop_on_kill=False,
+        )
+        async for event in trigger.run():
+            payload = event.payload
+            if payload["status"] == "success":
+                return Outcome(session_id, "ready", time.monotonic())
+            return Outcome(session_id, payload["status"], detail=str(payload["message"])[:80])
+        return Outcome(session_id, "error", detail="no event")
 
     outcomes = list(await asyncio.gather(*(one(i) for i in ids)))
-    say(f"  pacer stats: {pacer.stats()}")
+    await _say_stats()
     return outcomes
 
 
-def _count_list_pages(exchange: Generator[Any, Any, Any], pages: list[int]) -> Generator[Any, Any, Any]:
-    request = next(exchange)
-    while True:
-        if request.operation == "list":
-            pages[0] += 1
-        response = yield request
-        try:
-            request = exchange.send(response)
-        except StopIteration as stop:
-            return stop.value
+async def wait_watcher(ids: Sequence[str], interval: float, deadline: float) -> list[Outcome]:
+    """Every wait follows its session through ``hook.account_watcher()``, without the trigger."""
+    import contextlib
 
-
-class HookSource:
-    """The watcher's source on the hook's async client (the wiring will bring its own)."""
-
-    def __init__(self, conn_id: str) -> None:
-        from airflow_provider_arr.hooks.arr import ArrHook
-
-        self.hook = ArrHook(arr_conn_id=conn_id)
-
-    async def list_active(self) -> tuple[Sequence[Any], int]:
-        client = await self.hook.async_transport()
-        pages = [0]
-        sessions = await client.drive(_count_list_pages(client.protocol.list_sessions(), pages))
-        return [s for s in sessions if s.status.is_active], pages[0]
-
-    async def get(self, session_id: str) -> Any:
-        return await self.hook.aget_session(session_id)
-
-    async def aclose(self) -> None:
-        await self.hook.aclose()
-
-
-async def wait_with_watcher(
-    ids: Sequence[str], conn_id: str, interval: float, deadline: float
-) -> list[Outcome]:
-    """Every wait follows its session through the account's shared watcher."""
-    from airflow_provider_arr.client.watch import AccountWatcher
-
-    watcher = AccountWatcher.for_account(("bench", conn_id), lambda: HookSource(conn_id))
+    from airflow_provider_arr.hooks.arr import ArrHook
 
     async def follow(session_id: str) -> Outcome:
-        async with contextlib.aclosing(watcher.watch(session_id, interval)) as stream:
-            async for update in stream:
-                if update.error is not None:
-                    return Outcome(session_id, "error", detail=type(update.error).__name__)
-                assert update.session is not None
-                if update.session.is_ready:
-                    return Outcome(session_id, "ready", time.monotonic(), update.source)
-                if update.session.status.will_never_be_ready:
-                    return Outcome(session_id, "error", detail=update.session.status.value)
+        hook = ArrHook(arr_conn_id=CONN_ID)
+        try:
+            watcher = await hook.account_watcher()
+            async with contextlib.aclosing(watcher.watch(session_id, interval)) as stream:
+                async for update in stream:
+                    if update.error is not None or update.session is None:
+                        continue  # a 429: the status comes at a later poll
+                    if update.session.is_ready:
+                        return Outcome(session_id, "ready", time.monotonic())
+                    if update.session.status.will_never_be_ready:
+                        return Outcome(session_id, "error", detail=update.session.status.value)
+        finally:
+            await hook.aclose()
         raise AssertionError("the watch ended")
 
     async def one(session_id: str) -> Outcome:
@@ -228,30 +237,52 @@ async def wait_with_watcher(
             return Outcome(session_id, "timeout")
 
     outcomes = list(await asyncio.gather(*(one(i) for i in ids)))
-    say(f"  watcher stats: {watcher.stats}")
+    await _say_stats()
     return outcomes
 
 
+async def _say_stats() -> None:
+    """The loop's pacer and watcher counters of the paced connection, on stderr."""
+    from airflow_provider_arr.client.pacing import async_pacer
+    from airflow_provider_arr.client.transport import account_key
+    from airflow_provider_arr.client.watch import AccountWatcher
+    from airflow_provider_arr.hooks.arr import ArrHook
+
+    config = ArrHook(arr_conn_id=CONN_ID).config
+    key = account_key(config)
+    pacer = async_pacer(key, config.rate_limit, config.rate_burst)
+    watcher = AccountWatcher.for_account((*key, config.api_version), lambda: None)  # type: ignore[arg-type,return-value]
+    say(f"  pacer: {pacer.stats()}; watcher: {watcher.stats}")
+
+
 WAYS: dict[str, Way] = {
-    "per-session": wait_per_session,
-    "per-session-paced": wait_per_session_paced,
-    "watcher": wait_with_watcher,
+    "old": wait_old,
+    "trigger": wait_trigger,
+    "paced": wait_paced,
+    "watcher": wait_watcher,
 }
+DEFAULT_WAYS = ("old", "trigger")
 
 
 # --------------------------------------------------------------------------------------------
-# One case
+# One case of waits
 
 
-def create_sessions(emu: Emulator, count: int) -> tuple[list[str], list[float]]:
-    """Create ``count`` v1 sessions back to back; their ids and the time each was created."""
+def create_sessions(emu: Emulator, count: int, spread: float) -> tuple[list[str], list[float]]:
+    """Create ``count`` v1 sessions evenly over ``spread`` seconds (set-up, unthrottled).
+
+    Spread, so that their ready times are too: sessions all created in the same instant would
+    all be seen ready by the same shared poll, with one lag for all, set by chance.
+    """
     import requests
 
     headers = {"Authorization": f"Bearer {emu.token()}"}
     body = {"maxLeaseTime": "4:0:0", "models": [], "size": "standard"}
     ids, created = [], []
+    start = time.monotonic()
     with requests.Session() as http:
-        for _ in range(count):
+        for i in range(count):
+            time.sleep(max(0.0, start + i * spread / count - time.monotonic()))
             answer = http.post(
                 f"{emu.url}/v1/accounts/{ACCOUNT_ID}/sessions/create", json=body, headers=headers, timeout=30
             )
@@ -261,49 +292,56 @@ def create_sessions(emu: Emulator, count: int) -> tuple[list[str], list[float]]:
     return ids, created
 
 
+def _calls(counts: dict[str, int]) -> int:
+    # The emulator counts an operation before it throttles it: gets and lists include the 429s.
+    return counts.get("get", 0) + counts.get("list", 0)
+
+
 def run_case(
     emu: Emulator, way: str, n: int, *, interval: float, time_scale: float, patience: float
 ) -> dict[str, Any]:
     """Create ``n`` sessions, switch the throttle on, wait for all of them one ``way``; the figures."""
     emu.reset()
     emu.configure(time_scale=time_scale, startup_delay=STARTUP_EMULATED, throttle_rate=None)
-    ids, created = create_sessions(emu, n)
+    ids, created = create_sessions(emu, n, spread=interval)
     startup_real = STARTUP_EMULATED / time_scale
     ready_at = {i: t + startup_real for i, t in zip(ids, created, strict=True)}
     emu.configure(throttle_rate=RATE, throttle_burst=BURST)
-    before = emu.counts()
     t0 = time.monotonic()
+    samples: list[tuple[float, dict[str, int]]] = [(t0, emu.counts())]
     deadline = t0 + startup_real + patience
-    after_first: dict[str, int] = {}
 
     async def main() -> list[Outcome]:
-        async def snapshot() -> None:
-            await asyncio.sleep(interval)
-            after_first.update(await asyncio.to_thread(emu.counts))
+        async def sample() -> None:
+            while True:
+                await asyncio.sleep(interval - (time.monotonic() - t0) % interval)
+                counts = await asyncio.to_thread(emu.counts)
+                samples.append((time.monotonic(), counts))
 
-        snap = asyncio.create_task(snapshot())
-        outcomes = await WAYS[way](ids, CONN_ID, interval, deadline)
-        await snap
-        return outcomes
+        sampler = asyncio.create_task(sample())
+        try:
+            return await WAYS[way](ids, interval, deadline)
+        finally:
+            sampler.cancel()
 
     outcomes = asyncio.run(main())
-    wall = time.monotonic() - t0
-    after = emu.counts()
+    end = time.monotonic()
+    samples.append((end, emu.counts()))
+    wall = end - t0
     emu.configure(throttle_rate=None)
 
-    def delta(key: str, since: dict[str, int] = before) -> int:
-        return after[key] - since[key]
-
+    first, last = samples[0][1], samples[-1][1]
+    # Calls in each interval of the run, from the throttle's switch-on (the last one partial).
+    per_interval = [_calls(b) - _calls(a) for (_, a), (_, b) in itertools.pairwise(samples)]
+    after_first = samples[1][1] if len(samples) > 2 else None
     ready = [o for o in outcomes if o.result == "ready"]
     lags = [o.seen_at - ready_at[o.session_id] for o in ready if o.seen_at is not None]
-    # The emulator counts an operation before it throttles it: get/list include the 429s.
-    sent = delta("get") + delta("list")
-    admitted = sent - delta("throttled")
-    intervals = wall / interval
     results: dict[str, int] = {}
     for o in outcomes:
-        key = o.result if o.result != "error" else f"error:{o.detail}"
+        key = o.result if o.result in ("ready", "timeout") else f"{o.result}:{o.detail[:40]}"
         results[key] = results.get(key, 0) + 1
+    sent = _calls(last) - _calls(first)
+    throttled = last.get("throttled", 0) - first.get("throttled", 0)
     return {
         "way": way,
         "n": n,
@@ -311,14 +349,118 @@ def run_case(
         "results": results,
         "lag_p50": percentile(lags, 50),
         "lag_p99": percentile(lags, 99),
-        "calls_sent_per_interval": sent / intervals,
-        "calls_admitted_per_interval": admitted / intervals,
-        "gets": delta("get"),
-        "lists": delta("list"),
-        "throttled": delta("throttled"),
-        "throttled_after_first_interval": delta("throttled", after_first) if after_first else None,
+        "lag_max": max(lags) if lags else None,
+        "calls": sent,
+        "calls_per_interval": sent / len(per_interval),
+        "calls_per_interval_max": max(per_interval) if per_interval else None,
+        "calls_each_interval": per_interval,
+        "admitted_per_interval": (sent - throttled) / len(per_interval),
+        "gets": last.get("get", 0) - first.get("get", 0),
+        "lists": last.get("list", 0) - first.get("list", 0),
+        "tokens": last.get("token", 0) - first.get("token", 0),
+        "throttled": throttled,
+        "throttled_after_first_interval": (
+            last.get("throttled", 0) - after_first.get("throttled", 0) if after_first is not None else None
+        ),
         "wall": wall,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Simultaneous creates
+
+
+def run_creates(emu: Emulator, count: int) -> dict[str, Any]:
+    """``count`` v1 creates at once, one hook per thread, default pacing, throttle on from the start."""
+    from airflow_provider_arr.hooks.arr import ArrHook
+
+    emu.reset()
+    emu.configure(throttle_rate=None)
+    emu.configure(throttle_rate=RATE, throttle_burst=BURST)
+    # An account that has been idle: the service's bucket exists and is full (the emulator makes
+    # it at the first call, so make one, then let it refill), as the process's pacer starts.
+    import requests
+
+    requests.get(
+        f"{emu.url}/v1/accounts/{ACCOUNT_ID}/sessions",
+        headers={"Authorization": f"Bearer {emu.token()}"},
+        timeout=30,
+    ).raise_for_status()
+    time.sleep(1 / RATE + 1)
+    barrier = threading.Barrier(count)
+    t0 = 0.0
+
+    def one(_: int) -> tuple[str, float, float]:
+        hook = ArrHook(arr_conn_id=CONN_ID)
+        transport = hook.transport  # the connection read before the start line, as a task has
+        barrier.wait()
+        session_id = hook.create_session(size="standard", max_lease_time="1:00:00")
+        return session_id, time.monotonic() - t0, transport.stats.paced
+
+    before = emu.counts()
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        done = list(pool.map(one, range(count)))
+    after = emu.counts()
+    state = emu.state()
+    emu.configure(throttle_rate=None)
+    times = sorted(t for _, t, _ in done)
+    paced = sorted(p for _, _, p in done)
+    ids = {s for s, _, _ in done}
+    return {
+        "n": count,
+        "last_created": times[-1],
+        "first_created": times[0],
+        "created_at": times,
+        "paced_seconds_max": paced[-1],
+        "floor": max(0, count - BURST) / RATE,
+        "creates_sent": after.get("create", 0) - before.get("create", 0),
+        "throttled": after.get("throttled", 0) - before.get("throttled", 0),
+        "sessions_on_emulator": len(state["sessions"]),
+        "distinct_ids_returned": len(ids),
+        "duplicates": len(state["sessions"]) - count,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Plot and main
+
+
+def plot(cases: list[dict[str, Any]]) -> None:
+    """Calls per poll interval against N, per way (mean, and the largest interval)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    labels = {
+        "old": "per-session polling, unpaced (before)",
+        "trigger": "ArrSessionReadyTrigger: watcher + pacer (this design)",
+        "paced": "per-session polling, paced",
+        "watcher": "bare account watcher",
+    }
+    for way in dict.fromkeys(c["way"] for c in cases):
+        rows = sorted((c for c in cases if c["way"] == way), key=lambda c: c["n"])
+        ns = [c["n"] for c in rows]
+        means = [c["calls_per_interval"] for c in rows]
+        (line,) = ax.plot(ns, means, marker="o", label=f"{labels.get(way, way)}, mean")
+        ax.plot(
+            ns,
+            [c["calls_per_interval_max"] for c in rows],
+            marker="^",
+            linestyle="--",
+            color=line.get_color(),
+            label="  largest interval",
+        )
+    interval = cases[0].get("interval", 10.0)
+    ax.axhline(RATE * interval, color="grey", linestyle=":", label=f"documented rate ({RATE} calls/s)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("waits on one account (N)")
+    ax.set_ylabel(f"service calls per {interval:.0f} s poll interval")
+    ax.set_title("Calls to one account per poll interval (429s included)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(plot_path(NAME), dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -326,46 +468,51 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
-    parser.add_argument("--ways", nargs="*", default=list(WAYS), choices=list(WAYS))
+    parser.add_argument("--ways", nargs="*", default=list(DEFAULT_WAYS), choices=list(WAYS))
     parser.add_argument("--interval", type=float, default=10.0, help="poll interval, real seconds")
     parser.add_argument(
-        "--time-scale", type=float, default=4.0, help="emulated seconds per real second (ready after 60/x s)"
+        "--time-scale", type=float, default=1.0, help="emulated seconds per real second (ready after 60/x s)"
     )
     parser.add_argument(
-        "--patience", type=float, default=60.0, help="real seconds a wait goes on after its session is ready"
+        "--patience", type=float, default=30.0, help="real seconds a wait goes on after its session is ready"
     )
-    parser.add_argument(
-        "--max-per-session",
-        type=int,
-        default=1000,
-        help="largest N run per-session (the slow way; skip it above this)",
-    )
+    parser.add_argument("--creates", type=int, default=CREATES, help="simultaneous creates (0: none)")
     args = parser.parse_args()
     setup_airflow_env()
     # One log line per call (and per retry) of thousands of waits would drown the figures.
     os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "ERROR"
+    started = time.monotonic()
     cases = []
+    creates = None
+    machine = machine_info()
     with Emulator(startup_delay=STARTUP_EMULATED, time_scale=args.time_scale) as emu:
-        # Fast retries off: the hook's defaults (6 attempts, Retry-After honoured) are today's.
         use_emulator(emu.url, CONN_ID)
+        use_emulator(emu.url, OLD_CONN_ID)
         for n in args.sizes:
             for way in args.ways:
-                if way == "per-session" and n > args.max_per_session:
-                    say(f"skip per-session N={n} (--max-per-session {args.max_per_session})")
-                    continue
                 case = run_case(
                     emu, way, n, interval=args.interval, time_scale=args.time_scale, patience=args.patience
                 )
+                case["interval"] = args.interval
                 cases.append(case)
                 say(
-                    f"N={n:<5} {way:<12} ready {case['ready_share']:6.1%}  "
+                    f"N={n:<5} {way:<8} ready {case['ready_share']:6.1%}  "
                     f"lag p50 {case['lag_p50']:6.2f} s p99 {case['lag_p99']:6.2f} s  "
-                    f"calls/interval sent {case['calls_sent_per_interval']:7.1f} "
-                    f"admitted {case['calls_admitted_per_interval']:5.2f}  "
+                    f"calls/interval {case['calls_per_interval']:7.1f} "
+                    f"(max {case['calls_per_interval_max']}, admitted {case['admitted_per_interval']:5.2f})  "
                     f"429s {case['throttled']} "
                     f"(after 1st interval {case['throttled_after_first_interval']})  "
                     f"wall {case['wall']:.0f} s  {case['results']}"
                 )
+        if args.creates:
+            creates = run_creates(emu, args.creates)
+            say(
+                f"{creates['n']} creates: last after {creates['last_created']:.1f} s "
+                f"(floor {creates['floor']:.0f} s), {creates['creates_sent']} sent, "
+                f"{creates['throttled']} x 429, {creates['sessions_on_emulator']} sessions on the emulator"
+            )
+    if cases:
+        plot(cases)
     write_result(
         NAME,
         {
@@ -375,8 +522,12 @@ def main() -> None:
             "time_scale": args.time_scale,
             "startup_real_seconds": STARTUP_EMULATED / args.time_scale,
             "patience": args.patience,
-            "machine": machine_info(),
+            "old_retry": {"attempts": OLD_ATTEMPTS, "wait_max": OLD_WAIT_MAX, "total": OLD_TOTAL},
+            "machine": machine,
+            "machine_after": machine_info(),
+            "seconds": time.monotonic() - started,
             "cases": cases,
+            "creates": creates,
         },
     )
 

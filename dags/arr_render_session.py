@@ -118,14 +118,13 @@ with DAG(
         from datetime import timedelta
 
         from airflow_provider_arr.exceptions import ArrSessionFailedError
-        from airflow_provider_arr.guard import LeaseGuard
         from airflow_provider_arr.hooks.arr import ArrHook
 
         log = logging.getLogger("airflow.task")
         params = params or {}
         # [START howto_lease_guard_context]
         hook = ArrHook()
-        with LeaseGuard(hook, session_id, step=timedelta(minutes=15), cap=timedelta(hours=6), logger=log):
+        with hook.lease_guard(session_id, step=timedelta(minutes=15), cap=timedelta(hours=6), logger=log):
             log.info(
                 "render placeholder: would connect to %s and render models %s (session %s)",
                 hostname,

@@ -138,9 +138,13 @@ class AdaptiveRate:
         """
         self.throttled_count += 1
         self._refill(now)
+        # A Retry-After within one interval at the configured rate says the account was only a
+        # moment early (our bucket started counting when we sent, the service's when our first
+        # call arrived): hold until then, but keep the pace.
+        early = retry_after is not None and retry_after <= 1.0 / self.configured_rate
         # Calls in flight when the first 429 came back get 429s too: one slowdown per
         # ``1 / rate``, or a burst of answers would take the rate straight to the floor.
-        if now >= self._decreased_at + 1.0 / self.rate:
+        if not early and now >= self._decreased_at + 1.0 / self.rate:
             self.rate = max(self.floor, self.rate * DECREASE_FACTOR)
             self._decreased_at = now
         if now >= self._hold_until:  # during a hold, the call allowed at its end stays allowed
@@ -197,7 +201,71 @@ class NoTurnInTime(Exception):
         self.delay = delay
 
 
-class Pacer:
+class _Pacing:
+    """What both pacers share: the bucket behind a lock, the turn-taking, the reports.
+
+    The lock is a thread lock in both: the async pacer's bucket is only touched from its loop's
+    thread and never across an ``await``, so it is never contended there, and costs nothing.
+    """
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.rate = AdaptiveRate(rate, burst, now=clock())
+
+    def _turns(self, max_wait: float) -> Iterator[float]:
+        """The waits until this call's slot (FIFO among callers): sleep each, in order.
+
+        A ``Retry-After`` arriving meanwhile cancels every slot given out (the bucket's
+        generation changes): the caller then takes a new one.
+
+        :raises NoTurnInTime: when the slot is further away than ``max_wait`` seconds (the
+            caller's budget): nothing is waited (the slot is lost, so the account is under-used,
+            never over-used).
+        """
+        with self._lock:
+            generation = self.rate.generation
+            delay = self.rate.reserve(self._clock())
+        waited = 0.0
+        while delay > 0:
+            if waited + delay > max_wait:
+                raise NoTurnInTime(delay)
+            yield delay
+            waited += delay
+            with self._lock:
+                if self.rate.generation == generation:
+                    return
+                generation = self.rate.generation
+                delay = self.rate.reserve(self._clock(), again=True)
+
+    def record(
+        self, status: int | None = None, *, throttled: bool | None = None, retry_after: float | None = None
+    ) -> None:
+        """Report a call's answer: a 429 (or ``throttled=True``) slows the account down,
+        another answer below 500 (or ``throttled=False``) lets it recover; a 5xx or ``None``
+        (no answer) changes nothing.
+        """
+        verdict = _is_throttled(status, throttled)
+        if verdict is None:
+            return
+        with self._lock:
+            if verdict:
+                self.rate.throttled(self._clock(), retry_after)
+            else:
+                self.rate.succeeded(self._clock())
+
+    def reconfigure(self, rate: float, burst: int) -> None:
+        """Lower the configured rate/burst (never raise them): see :func:`sync_pacer`."""
+        with self._lock:
+            self.rate.reconfigure(rate, burst)
+
+    def stats(self) -> PacerStats:
+        """Calls paced, seconds waited, 429s seen, current and configured rate."""
+        with self._lock:
+            return self.rate.stats()
+
+
+class Pacer(_Pacing):
     """The thread-safe pacer of one account: every call takes a slot, then reports its answer.
 
     Usage::
@@ -222,49 +290,16 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._clock = clock
+        super().__init__(rate, burst, clock)
         self._sleep = sleep
-        self._lock = threading.Lock()
-        self.rate = AdaptiveRate(rate, burst, now=clock())
 
     def acquire(self, max_wait: float = math.inf) -> float:
-        """Wait for this call's slot (FIFO among callers); return the seconds waited.
-
-        :raises NoTurnInTime: when the slot is further away than ``max_wait`` seconds (the
-            caller's budget): nothing is waited (the slot is lost, so the account is under-used,
-            never over-used).
-        """
-        with self._lock:
-            generation = self.rate.generation
-            delay = self.rate.reserve(self._clock())
+        """Wait for this call's slot; return the seconds waited (see :meth:`_turns`)."""
         waited = 0.0
-        while delay > 0:
-            if waited + delay > max_wait:
-                raise NoTurnInTime(delay)
+        for delay in self._turns(max_wait):
             self._sleep(delay)
             waited += delay
-            with self._lock:
-                if self.rate.generation == generation:
-                    break
-                generation = self.rate.generation
-                delay = self.rate.reserve(self._clock(), again=True)
         return waited
-
-    def record(
-        self, status: int | None = None, *, throttled: bool | None = None, retry_after: float | None = None
-    ) -> None:
-        """Report a call's answer: a 429 (or ``throttled=True``) slows the account down,
-        another answer below 500 (or ``throttled=False``) lets it recover; a 5xx or ``None``
-        (no answer) changes nothing.
-        """
-        verdict = _is_throttled(status, throttled)
-        if verdict is None:
-            return
-        with self._lock:
-            if verdict:
-                self.rate.throttled(self._clock(), retry_after)
-            else:
-                self.rate.succeeded(self._clock())
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[Pacer]:
@@ -272,25 +307,13 @@ class Pacer:
         self.acquire()
         yield self
 
-    def reconfigure(self, rate: float, burst: int) -> None:
-        """Lower the configured rate/burst (never raise them): see :func:`sync_pacer`."""
-        with self._lock:
-            self.rate.reconfigure(rate, burst)
 
-    def stats(self) -> PacerStats:
-        """Calls paced, seconds waited, 429s seen, current and configured rate."""
-        with self._lock:
-            return self.rate.stats()
-
-
-class AsyncPacer:
+class AsyncPacer(_Pacing):
     """:class:`Pacer` for one event loop: ``await acquire()`` sleeps with asyncio.
-
-    The bucket is only touched from the loop's thread, between awaits, so no lock is needed.
 
     :param rate: configured calls per second (the ceiling).
     :param burst: calls that may go back to back after a quiet spell.
-    :param clock: a monotonic clock (seconds); default the running loop's ``time()``.
+    :param clock: a monotonic clock (seconds); default ``time.monotonic``.
     :param sleep: how to wait (tests pass a fake).
     """
 
@@ -302,54 +325,22 @@ class AsyncPacer:
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        self._clock = clock or time.monotonic
+        super().__init__(rate, burst, clock or time.monotonic)
         self._sleep = sleep
-        self.rate = AdaptiveRate(rate, burst, now=self._clock())
 
     async def acquire(self, max_wait: float = math.inf) -> float:
-        """Wait for this call's slot (FIFO among callers); return the seconds waited.
-
-        :raises NoTurnInTime: as :meth:`Pacer.acquire`.
-        """
-        generation = self.rate.generation
-        delay = self.rate.reserve(self._clock())
+        """Wait for this call's slot; return the seconds waited (see :meth:`Pacer.acquire`)."""
         waited = 0.0
-        while delay > 0:
-            if waited + delay > max_wait:
-                raise NoTurnInTime(delay)
+        for delay in self._turns(max_wait):
             await self._sleep(delay)
             waited += delay
-            if self.rate.generation == generation:
-                break
-            generation = self.rate.generation
-            delay = self.rate.reserve(self._clock(), again=True)
         return waited
-
-    def record(
-        self, status: int | None = None, *, throttled: bool | None = None, retry_after: float | None = None
-    ) -> None:
-        """As :meth:`Pacer.record` (not a coroutine: nothing to wait for)."""
-        verdict = _is_throttled(status, throttled)
-        if verdict is None:
-            return
-        if verdict:
-            self.rate.throttled(self._clock(), retry_after)
-        else:
-            self.rate.succeeded(self._clock())
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[AsyncPacer]:
         """``await acquire()`` on entry; call ``record(...)`` on the yielded pacer once answered."""
         await self.acquire()
         yield self
-
-    def reconfigure(self, rate: float, burst: int) -> None:
-        """Lower the configured rate/burst (never raise them): see :func:`async_pacer`."""
-        self.rate.reconfigure(rate, burst)
-
-    def stats(self) -> PacerStats:
-        """Calls paced, seconds waited, 429s seen, current and configured rate."""
-        return self.rate.stats()
 
 
 _sync_lock = threading.Lock()

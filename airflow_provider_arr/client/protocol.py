@@ -134,9 +134,7 @@ class ArrProtocol:
             f"with the same size and lease: {listed}. Stop the one this task created if it is "
             f"not another task's (cause: {exc.message})",
             candidates=candidates,
-            http_status=exc.http_status,
-            body=exc.body,
-            ms_cv=exc.ms_cv,
+            **exc.details(),
         )
 
     def _same_settings(self, size: str, lease: timedelta) -> Exchange[tuple[str, ...]]:

@@ -193,11 +193,7 @@ def retry_kwargs(
                 retry_after=exc.retry_after,
                 waited=waited,
                 throttled=stop.throttled,
-                operation=exc.operation,
-                session_id=exc.session_id,
-                http_status=exc.http_status,
-                body=exc.body,
-                ms_cv=exc.ms_cv,
+                **exc.details(),
             )
         assert exc is not None
         raise exc

@@ -153,8 +153,29 @@ def answered(request: ApiRequest, response: ApiResponse, *, started: float, log:
     raise error_for(request, response)
 
 
-class SyncTransport:
+class _Outcomes:
+    """What both transports do with an attempt's outcome: tell the pacer, log, map errors."""
+
+    pacer: Pacer | AsyncPacer
+    log: LogLike
+
+    def failed(
+        self, request: ApiRequest, exc: BaseException, kind: str, started: float
+    ) -> ArrConnectionError:
+        """The error for an attempt that got no complete answer."""
+        report(self.pacer, request, None)
+        return connection_failed(request, exc, kind, started=started, log=self.log)
+
+    def received(self, request: ApiRequest, response: ApiResponse, started: float) -> ApiResponse:
+        """An attempt's answer, or the error it maps to."""
+        report(self.pacer, request, response)
+        return answered(request, response, started=started, log=self.log)
+
+
+class SyncTransport(_Outcomes):
     """Drives the protocol with requests, for task code (one per hook)."""
+
+    pacer: Pacer
 
     def __init__(self, protocol: ArrProtocol, log: LogLike) -> None:
         self.protocol = protocol
@@ -208,18 +229,16 @@ class SyncTransport:
                 verify=self.config.verify,
             )
         except (requests.RequestException, OSError) as exc:
-            report(self.pacer, request, None)
-            kind = requests_failure_kind(exc)
-            raise connection_failed(request, exc, kind, started=started, log=self.log) from None
-        response = ApiResponse.of(raw.status_code, raw.headers.items(), raw.content)
-        report(self.pacer, request, response)
-        return answered(request, response, started=started, log=self.log)
+            raise self.failed(request, exc, requests_failure_kind(exc), started) from None
+        return self.received(
+            request, ApiResponse.of(raw.status_code, raw.headers.items(), raw.content), started
+        )
 
 
 _TransportsByLoop = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ClientConfig, "AsyncTransport"]]
 
 
-class AsyncTransport:
+class AsyncTransport(_Outcomes):
     """Drives the protocol with httpx, for triggers: one per connection settings and event loop.
 
     A triggerer runs hundreds of triggers in one event loop: sharing the connection pool and the
@@ -228,6 +247,7 @@ class AsyncTransport:
     """
 
     _shared: ClassVar[_TransportsByLoop] = weakref.WeakKeyDictionary()
+    pacer: AsyncPacer
 
     def __init__(self, config: ClientConfig, log: LogLike, on_secret: Callable[[str], None]) -> None:
         import httpx
@@ -335,12 +355,10 @@ class AsyncTransport:
                 headers=self.protocol.headers(request),
             )
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            report(self.pacer, request, None)
-            kind = httpx_failure_kind(exc)
-            raise connection_failed(request, exc, kind, started=started, log=self.log) from None
-        response = ApiResponse.of(raw.status_code, raw.headers.items(), raw.content)
-        report(self.pacer, request, response)
-        return answered(request, response, started=started, log=self.log)
+            raise self.failed(request, exc, httpx_failure_kind(exc), started) from None
+        return self.received(
+            request, ApiResponse.of(raw.status_code, raw.headers.items(), raw.content), started
+        )
 
 
 #: How long one poll of the account watcher waits out 429s before the poll gives up (and its

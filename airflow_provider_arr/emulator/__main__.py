@@ -87,22 +87,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if state_file is None and os.environ.get(STATE_FILE_ENV):
         state_file = Path(os.environ[STATE_FILE_ENV])
     try:
+        same_names = [
+            "account_id",
+            "account_key",
+            "startup_delay",
+            "stop_delay",
+            "time_scale",
+            "token_ttl",
+            "throttle_rate",
+            "throttle_burst",
+            "error_rate",
+            "slow",
+            "error_on_start",
+            "page_size",
+            "seed",
+            "region",
+        ]
         config = EmulatorConfig(
-            account_id=args.account_id,
-            account_key=args.account_key,
-            startup_delay=args.startup_delay,
-            stop_delay=args.stop_delay,
-            time_scale=args.time_scale,
-            token_ttl=args.token_ttl,
-            throttle_rate=args.throttle_rate,
-            throttle_burst=args.throttle_burst,
+            **{name: getattr(args, name) for name in same_names},
             retry_after=not args.no_retry_after,
-            error_rate=args.error_rate,
-            slow=args.slow,
-            error_on_start=args.error_on_start,
-            page_size=args.page_size,
-            seed=args.seed,
-            region=args.region,
             state_file=state_file,
             admin_token=args.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None,
         )

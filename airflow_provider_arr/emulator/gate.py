@@ -199,33 +199,19 @@ class Gate:
             return
         if rule is not None and rule.action == "lose_answer":
             state.count("dropped")
-            await self._serve(
-                scope=scope,
-                receive=receive,
-                send=_discard,
-                operation=operation,
-                account=account,
-                started=lambda: False,
-            )
+            await self._serve(scope, receive, _discard, operation, account, started=lambda: False)
             await self._drop(send, send_with_cv)
             return
-        await self._serve(
-            scope=scope,
-            receive=receive,
-            send=send_with_cv,
-            operation=operation,
-            account=account,
-            started=lambda: started,
-        )
+        await self._serve(scope, receive, send_with_cv, operation, account, started=lambda: started)
 
     async def _serve(
         self,
-        *,
         scope: Scope,
         receive: Receive,
         send: Send,
         operation: str,
         account: str,
+        *,
         started: Callable[[], bool],
     ) -> None:
         """Throttling, random errors and authentication of session calls, then the routes."""

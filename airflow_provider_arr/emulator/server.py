@@ -141,7 +141,25 @@ def uvicorn_config(
     )
 
 
-class EmulatorServer:
+class _Started:
+    """``with`` starts on entry and stops on exit."""
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def stop(self) -> Any:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class EmulatorServer(_Started):
     """The emulator in a background thread of this process.
 
     >>> with EmulatorServer(EmulatorConfig(time_scale=1000)) as server:  # doctest: +SKIP
@@ -259,14 +277,6 @@ class EmulatorServer:
         """What ``GET /_emulator/state`` answers, read directly."""
         return self.state.snapshot()
 
-    def __enter__(self) -> EmulatorServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
 
 def _cert_hosts(host: str) -> tuple[str, ...]:
     hosts = ["localhost", "127.0.0.1", "::1"]
@@ -289,7 +299,7 @@ def config_to_args(config: EmulatorConfig) -> list[str]:
     return args
 
 
-class EmulatorProcess:
+class EmulatorProcess(_Started):
     """The emulator as a child process (``python -m airflow_provider_arr.emulator``).
 
     :param config: the knobs, passed as command-line flags.
@@ -306,9 +316,9 @@ class EmulatorProcess:
         self,
         config: EmulatorConfig | None = None,
         *,
+        tls: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
-        tls: bool = False,
         extra_args: Sequence[str] = (),
         stderr: int | IO[Any] | None = None,
         env: Mapping[str, str] | None = None,
@@ -399,11 +409,3 @@ class EmulatorProcess:
         if process.stdout is not None:
             process.stdout.close()
         return process.returncode
-
-    def __enter__(self) -> EmulatorProcess:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -282,10 +282,7 @@ class ArrHook(BaseHook):
             f"session {session_id} is still running and billed: stopping it failed ({cause.message}). "
             "It bills until its lease ends at the latest (at most 24 h after it started). Stop it by "
             f"hand with: {stop_command(session_id, self.arr_conn_id)}",
-            session_id=session_id,
-            http_status=cause.http_status,
-            body=cause.body,
-            ms_cv=cause.ms_cv,
+            **{**cause.details(), "session_id": session_id},
         )
 
     def test_connection(self) -> tuple[bool, str]:

@@ -164,12 +164,7 @@ def after_lost_create(
         message: str, candidates: tuple[str, ...], session_id: str | None = None
     ) -> ArrSessionMayExistError:
         return ArrSessionMayExistError(
-            f"{message} {cause}",
-            session_id=session_id,
-            candidates=candidates,
-            http_status=exc.http_status,
-            body=exc.body,
-            ms_cv=exc.ms_cv,
+            f"{message} {cause}", candidates=candidates, **{**exc.details(), "session_id": session_id}
         )
 
     if known is None:

@@ -65,14 +65,9 @@ class ArrLeaseGuardOperator(BaseOperator):
             LeasePolicy.build(
                 cap=cap, step=step, margin=margin, time_scale=time_scale, min_interval=min_interval
             )
-        self.session_id = session_id
-        self.cap = cap
-        self.step = step
-        self.margin = margin
-        self.arr_conn_id = arr_conn_id
-        self.fail_at_cap = fail_at_cap
-        self.time_scale = time_scale
-        self.min_interval = min_interval
+        self.session_id, self.arr_conn_id, self.fail_at_cap = session_id, arr_conn_id, fail_at_cap
+        self.cap, self.step, self.margin = cap, step, margin
+        self.time_scale, self.min_interval = time_scale, min_interval
 
     @cached_property
     def hook(self) -> ArrHook:

@@ -167,14 +167,9 @@ class ArrCreateSessionOperator(_ArrOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(arr_conn_id=arr_conn_id, **kwargs)
-        self.size = size
-        self.max_lease_time = max_lease_time
-        self.models = models
-        self.session_id = session_id
-        self.wait_for_ready = wait_for_ready
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.ready_timeout = ready_timeout
+        self.size, self.max_lease_time, self.models = size, max_lease_time, models
+        self.session_id, self.wait_for_ready, self.deferrable = session_id, wait_for_ready, deferrable
+        self.poll_interval, self.ready_timeout = poll_interval, ready_timeout
         self.check_literal_arguments()
         # The session this task made (or, 2021-01-01, is making): what on_kill stops.
         self._session: str | None = None

@@ -57,11 +57,8 @@ class ArrSessionReadySensor(CheckedArguments, BaseSensorOperator):
         if not is_template(poll_interval):
             kwargs.setdefault("poke_interval", validate_poll_interval(poll_interval))
         super().__init__(**kwargs)
-        self.session_id = session_id
-        self.arr_conn_id = arr_conn_id
-        self.poll_interval = poll_interval
-        self.deferrable = deferrable
-        self.stop_on_kill = stop_on_kill
+        self.session_id, self.arr_conn_id, self.poll_interval = session_id, arr_conn_id, poll_interval
+        self.deferrable, self.stop_on_kill = deferrable, stop_on_kill
         self.check_literal_arguments()
 
     @cached_property

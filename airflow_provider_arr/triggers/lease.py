@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -15,6 +14,7 @@ from airflow_provider_arr.guard import RETRY_SLACK, TRANSIENT_ERRORS
 from airflow_provider_arr.hooks.arr import ArrHook
 from airflow_provider_arr.lease import MIN_READ_INTERVAL, LeasePolicy, decide
 from airflow_provider_arr.models import format_timespan
+from airflow_provider_arr.triggers import SerializedArguments
 
 #: ``status`` values of the trigger's events.
 EVENT_ENDED = "ended"  # the session stopped (the teardown), expired or failed: the normal end
@@ -22,7 +22,7 @@ EVENT_CAP = "cap"  # the lease reached the cap while the session was still in us
 EVENT_ERROR = "error"  # the session could not be read or extended
 
 
-class ArrLeaseGuardTrigger(BaseTrigger):
+class ArrLeaseGuardTrigger(SerializedArguments, BaseTrigger):
     """Extend a session's lease in steps until it ends or its lease reaches the cap; fire one event.
 
     The event: ``status`` (``ended``, ``cap`` or ``error``), ``message``, ``session_id``,
@@ -37,6 +37,17 @@ class ArrLeaseGuardTrigger(BaseTrigger):
     :param time_scale: session seconds per wall-clock second (1 for the service).
     :param min_interval: the fewest seconds between two reads (at least 5).
     """
+
+    arguments = (
+        "session_id",
+        "cap",
+        "step",
+        "margin",
+        "api_version",
+        "arr_conn_id",
+        "time_scale",
+        "min_interval",
+    )
 
     def __init__(
         self,
@@ -59,22 +70,6 @@ class ArrLeaseGuardTrigger(BaseTrigger):
         self.arr_conn_id = arr_conn_id
         self.time_scale = float(time_scale)
         self.min_interval = float(min_interval)
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Every constructor argument, so that another triggerer can resume the guard."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "session_id": self.session_id,
-                "cap": self.cap,
-                "step": self.step,
-                "margin": self.margin,
-                "api_version": self.api_version,
-                "arr_conn_id": self.arr_conn_id,
-                "time_scale": self.time_scale,
-                "min_interval": self.min_interval,
-            },
-        )
 
     def policy(self) -> LeasePolicy:
         """The validated lease policy of this guard."""

@@ -7,7 +7,6 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from airflow_provider_arr._compat import BaseTrigger, TriggerEvent, note_trigger_on_kill
 from airflow_provider_arr.client.watch import Update
@@ -25,11 +24,12 @@ from airflow_provider_arr.readiness import (
     assess,
     describe,
 )
+from airflow_provider_arr.triggers import SerializedArguments
 
 ON_KILL_TIMEOUT = 30.0
 
 
-class ArrSessionReadyTrigger(BaseTrigger):
+class ArrSessionReadyTrigger(SerializedArguments, BaseTrigger):
     """Poll a session until it is ready, has failed, or the deadline passes; fire one event.
 
     Every event has the same shape: ``status`` (``success``, ``failed``, ``timeout`` or
@@ -50,6 +50,8 @@ class ArrSessionReadyTrigger(BaseTrigger):
         do not all read in the same instant (each is still read within one interval).
     """
 
+    arguments = ("session_id", "arr_conn_id", "poll_interval", "deadline", "stop_on_kill", "first_poll_at")
+
     def __init__(
         self,
         *,
@@ -63,20 +65,6 @@ class ArrSessionReadyTrigger(BaseTrigger):
         super().__init__()
         self.session_id, self.arr_conn_id, self.poll_interval = session_id, arr_conn_id, poll_interval
         self.deadline, self.stop_on_kill, self.first_poll_at = deadline, stop_on_kill, first_poll_at
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Every constructor argument, so that another triggerer can resume the wait."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "session_id": self.session_id,
-                "arr_conn_id": self.arr_conn_id,
-                "poll_interval": self.poll_interval,
-                "deadline": self.deadline,
-                "stop_on_kill": self.stop_on_kill,
-                "first_poll_at": self.first_poll_at,
-            },
-        )
 
     def _before_first_poll(self, now: float) -> float:
         """Seconds to wait before the first read (see ``first_poll_at``), never past the deadline."""

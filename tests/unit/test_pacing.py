@@ -94,6 +94,18 @@ def test_retry_after_holds_everyone_then_one_at_a_time() -> None:
     assert bucket.stats().calls == 8  # re-reservations are not new calls
 
 
+def test_a_retry_after_within_one_interval_holds_but_keeps_the_pace() -> None:
+    """The service counts from our first call's arrival, we from its sending: a call a moment
+    early gets a 429 with a short Retry-After; that is a hold, not a reason to slow down."""
+    bucket = AdaptiveRate(0.2, 5, now=0.0)
+    for _ in range(6):
+        bucket.reserve(0.0)
+    bucket.throttled(5.0, 1.0)  # the sixth call (at 5 s) was early by under a second
+    assert bucket.stats().rate == pytest.approx(0.2)
+    slots = [6.0 + bucket.reserve(6.0, again=True) for _ in range(3)]
+    assert slots == pytest.approx([6.0, 11.0, 16.0])
+
+
 def test_a_shorter_retry_after_does_not_shorten_the_hold() -> None:
     bucket = AdaptiveRate(0.2, 5, now=0.0)
     bucket.throttled(0.0, 60.0)
