@@ -48,6 +48,7 @@ class ClientConfig:
         password: str | None,
         host: str | None,
         extra: Mapping[str, Any],
+        port: int | None = None,
         overrides: Mapping[str, Any] | None = None,
     ) -> ClientConfig:
         """Build a config from the fields of a connection, naming the field that is wrong."""
@@ -61,7 +62,7 @@ class ClientConfig:
         return cls(
             account_id=account_id,
             account_key=password,
-            endpoint=_endpoint(read, host),
+            endpoint=_endpoint(read, host, port),
             sts_endpoint=_sts_endpoint(read),
             api_version=_api_version(read),
             timeout=read.number("timeout"),
@@ -132,7 +133,7 @@ def _check_url(url: str, what: str) -> None:
         raise ArrInputError(f"{what} {url!r} is not an http(s) URL")
 
 
-def _endpoint(read: _ExtraReader, host: str | None) -> str:
+def _endpoint(read: _ExtraReader, host: str | None, port: int | None = None) -> str:
     region = read.get("region")
     if region is not None:
         region = validate_region(region, field=f"{read.where}: extra 'region'")
@@ -141,6 +142,10 @@ def _endpoint(read: _ExtraReader, host: str | None) -> str:
         if "://" not in endpoint:
             endpoint = "https://" + endpoint
         _check_url(endpoint, f"{read.where}: host")
+        if port:  # the connection's port field (a URI's), unless the host names one already
+            parts = urlsplit(endpoint)
+            if parts.port is None:
+                endpoint = parts._replace(netloc=f"{parts.netloc}:{int(port)}").geturl()
     elif region:
         endpoint = f"https://remoterendering.{region}.mixedreality.azure.com"
     else:

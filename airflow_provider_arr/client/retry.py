@@ -55,6 +55,8 @@ class RetrySettings:
     total: float = 180.0
     throttle_timeout: float = 300.0
     stop_timeout: float = 600.0
+    #: What the 429 budget is, in the words of an error that says it is spent.
+    budget: str = "the throttle budget (the connection's extra 'throttle_timeout')"
 
     def __post_init__(self) -> None:
         checks = (
@@ -71,12 +73,19 @@ class RetrySettings:
 
     def for_stop(self) -> RetrySettings:
         """The policy of a stop: it keeps trying through everything transient, for ``stop_timeout``."""
-        budget = self.stop_timeout
-        return replace(self, attempts=UNLIMITED_ATTEMPTS, total=budget, throttle_timeout=budget)
+        return replace(
+            self,
+            attempts=UNLIMITED_ATTEMPTS,
+            total=self.stop_timeout,
+            throttle_timeout=self.stop_timeout,
+            budget="the stop budget (the connection's extra 'stop_timeout')",
+        )
 
     def until(self, seconds_left: float) -> RetrySettings:
         """The policy of a call made by a wait: 429s are waited out until the wait's deadline."""
-        return replace(self, throttle_timeout=max(0.0, seconds_left))
+        return replace(
+            self, throttle_timeout=max(0.0, seconds_left), budget="the wait's time to its deadline"
+        )
 
 
 @dataclass
@@ -126,13 +135,15 @@ class stop_when_spent(stop_base):
 
     def __init__(self, settings: RetrySettings) -> None:
         self.settings = settings
-        self.throttled = 0
+        self.throttled = 0  # attempts that were throttled: answered 429, or not sent for want of a turn
+        self.answered_429 = 0
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         ends_at = (retry_state.seconds_since_start or 0.0) + (retry_state.upcoming_sleep or 0.0)
         if isinstance(exc, ArrThrottledError):
             self.throttled += 1
+            self.answered_429 += exc.http_status == 429
             return ends_at > self.settings.throttle_timeout
         other_attempts = retry_state.attempt_number - self.throttled
         return other_attempts >= self.settings.attempts or ends_at > self.settings.total
@@ -161,13 +172,14 @@ def retry_kwargs(
         wait = state.next_action.sleep if state.next_action else 0.0
         stats.retry_wait += wait
         if isinstance(exc, ArrThrottledError):
-            stats.throttled += 1
+            stats.throttled += exc.http_status == 429
             left = settings.throttle_timeout - (state.seconds_since_start or 0.0)
+            said = f"429 #{stop.answered_429}" if exc.http_status == 429 else "no turn yet"
             log.warning(
-                "ARR %s %s throttled (429 #%d); retrying in %.1f s (%.0f s of throttle budget left)",
+                "ARR %s %s throttled (%s); retrying in %.1f s (%.0f s of budget left)",
                 request.method,
                 request.path,
-                stop.throttled,
+                said,
                 wait,
                 left,
             )
@@ -187,12 +199,11 @@ def retry_kwargs(
         if isinstance(exc, ArrThrottledError):
             waited = state.seconds_since_start or 0.0
             raise ArrThrottledError(
-                f"{exc.message}; still throttled after {waited:.0f} s and {stop.throttled} answer(s) 429 "
-                f"(throttle budget {settings.throttle_timeout:.0f} s, the connection's extra "
-                "'throttle_timeout'; a wait uses its own deadline)",
+                f"{exc.message}; still throttled after {waited:.0f} s and {stop.answered_429} answer(s) "
+                f"429 ({settings.budget} of {settings.throttle_timeout:.0f} s spent)",
                 retry_after=exc.retry_after,
                 waited=waited,
-                throttled=stop.throttled,
+                throttled=stop.answered_429,
                 **exc.details(),
             )
         assert exc is not None

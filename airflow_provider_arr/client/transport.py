@@ -135,11 +135,16 @@ def report(pacer: Pacer | AsyncPacer, request: ApiRequest, response: ApiResponse
 
 
 def no_turn(request: ApiRequest, pacer: Pacer | AsyncPacer, exc: NoTurnInTime) -> ArrThrottledError:
-    """The account's pacer has no turn for this call within its budget (after the service's 429s)."""
-    rate = pacer.stats().rate
+    """The account's pacer has no turn for this call within what is left of its budget."""
+    stats = pacer.stats()
+    slowed = (
+        f", down from {stats.configured_rate:.3g} after the service's 429 answers"
+        if stats.rate < stats.configured_rate
+        else ""
+    )
     return ArrThrottledError(
-        f"{request.label} not sent: the account's next turn is {exc.delay:.0f} s away (its rate is down "
-        f"to {rate:.3g} calls/s after the service's 429 answers), past this call's budget",
+        f"{request.label} not sent: the account's next turn is {exc.delay:.1f} s away (its rate: "
+        f"{stats.rate:.3g} calls/s{slowed}), past what is left of this call's budget",
         operation=request.operation,
         session_id=request.session_id,
     )

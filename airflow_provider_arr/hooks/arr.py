@@ -122,6 +122,7 @@ class ArrHook(BaseHook):
             login=conn.login,
             password=conn.password,
             host=conn.host,
+            port=conn.port,
             extra=extra,
             overrides=overrides,
         )

@@ -99,3 +99,9 @@ def test_airflow_discovers_the_provider_and_its_form() -> None:
     prefix = "extra__azure_remote_rendering__"
     fields = {k.removeprefix(prefix) for k in manager.connection_form_widgets if k.startswith(prefix)}
     assert {"region", "account_domain", "sts_endpoint", "api_version"} <= fields
+
+
+def test_the_connection_port_joins_the_host_unless_it_names_one() -> None:
+    assert config(host="http://127.0.0.1", port=8765).endpoint == "http://127.0.0.1:8765"
+    assert config(host="http://127.0.0.1:9000", port=8765).endpoint == "http://127.0.0.1:9000"
+    assert config(host="arr.example", port=None).endpoint == "https://arr.example"
