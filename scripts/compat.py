@@ -67,6 +67,14 @@ PINS: dict[str, list[tuple[str, str]]] = {
             "client sends them: every task fails to start (HTTP 422 on PATCH /task-instances/{id}/run)",
         ),
     ],
+    "3.2.2": [
+        (
+            "fastapi<0.137",
+            "with FastAPI >= 0.137 the execution API cannot build its routes (pydantic: 'Model "
+            "TITerminalStatePayload needs a discriminator field'), so no task starts; Airflow 3.3.2 "
+            "declares this very cap itself",
+        ),
+    ],
 }
 
 DAG_ID = "arr_render_session"
