@@ -74,6 +74,12 @@ PINS: dict[str, list[tuple[str, str]]] = {
             "TITerminalStatePayload needs a discriminator field'), so no task starts; Airflow 3.3.2 "
             "declares this very cap itself",
         ),
+        (
+            "svcs<26",
+            "svcs 26 deletes app.state.svcs_registry when a lifespan context is finalized, and the "
+            "in-process execution API of Airflow 3.2's `dags test` drops its lifespan's exit stack "
+            "(fixed in 3.3): every task fails to start with KeyError 'svcs_registry'",
+        ),
     ],
 }
 
