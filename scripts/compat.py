@@ -523,7 +523,7 @@ PyPI. Pins that had to be added:
 
 {pins}
 
-Known differences, handled in `airflow_provider_arr/_compat.py`:
+Known differences between the versions (the first and last handled in `airflow_provider_arr/_compat.py`):
 
 - Before Airflow 3.3 the triggerer never calls a trigger's `on_kill()`: a user marking the
   waiting task failed or success (or clearing it) does not stop the session from the trigger;
