@@ -67,6 +67,20 @@ PINS: dict[str, list[tuple[str, str]]] = {
             "client sends them: every task fails to start (HTTP 422 on PATCH /task-instances/{id}/run)",
         ),
     ],
+    "3.2.2": [
+        (
+            "fastapi<0.137",
+            "with FastAPI >= 0.137 the execution API cannot build its routes (pydantic: 'Model "
+            "TITerminalStatePayload needs a discriminator field'), so no task starts; Airflow 3.3.2 "
+            "declares this very cap itself",
+        ),
+        (
+            "svcs<26",
+            "svcs 26 deletes app.state.svcs_registry when a lifespan context is finalized, and the "
+            "in-process execution API of Airflow 3.2's `dags test` drops its lifespan's exit stack "
+            "(fixed in 3.3): every task fails to start with KeyError 'svcs_registry'",
+        ),
+    ],
 }
 
 DAG_ID = "arr_render_session"
@@ -509,7 +523,7 @@ PyPI. Pins that had to be added:
 
 {pins}
 
-Known differences, handled in `airflow_provider_arr/_compat.py`:
+Known differences between the versions (the first and last handled in `airflow_provider_arr/_compat.py`):
 
 - Before Airflow 3.3 the triggerer never calls a trigger's `on_kill()`: a user marking the
   waiting task failed or success (or clearing it) does not stop the session from the trigger;

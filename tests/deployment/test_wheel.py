@@ -10,9 +10,11 @@ form fields, and ``airflow connections test`` reaches a running ``arr-emulator``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tarfile
@@ -262,7 +264,8 @@ def test_the_main_line_cell_of_the_compatibility_matrix(dist: dict[str, Path], t
     against the throttled emulator, its session stopped at the end.
     """
     results = tmp_path / "cells.json"
-    done = subprocess.run(
+    # Its own process group, killed whole at the end: a timeout must not orphan the cell's emulator.
+    proc = subprocess.Popen(
         [
             sys.executable,
             str(REPO / "scripts" / "compat.py"),
@@ -272,13 +275,19 @@ def test_the_main_line_cell_of_the_compatibility_matrix(dist: dict[str, Path], t
             "--cache-dir", str(tmp_path / "compat"),
             "--json", str(results),
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=1800,
-        check=False,
+        start_new_session=True,
     )  # fmt: skip
-    assert results.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    try:
+        output, _ = proc.communicate(timeout=1700)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert results.exists(), output[-3000:]
     (cell,) = json.loads(results.read_text())
-    assert cell["outcome"] == "pass", f"{cell['detail']}\n{done.stdout[-3000:]}"
-    assert done.returncode == 0
+    assert cell["outcome"] == "pass", f"{cell['detail']}\n{output[-3000:]}"
+    assert proc.returncode == 0
     assert set(cell["steps"]) >= {"install", "provider info schema", "providers list", "dags test"}, cell
