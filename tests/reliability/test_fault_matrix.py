@@ -1,6 +1,6 @@
 """The fault matrix: whatever fails, no session is left running and no secret is shown.
 
-Each scenario runs 5 times against one emulator (reset between runs). After every run the
+Each scenario runs 3 times against one emulator (reset between runs). After every run the
 harness asserts that the emulator holds 0 active sessions and that neither the account key nor
 any token appears in what was printed or logged; after each scenario it scans the metadata DB
 (XCom, rendered template fields, trigger kwargs...) and the log files. The matrix table is
@@ -66,7 +66,7 @@ from tests.reliability.conftest import EXAMPLE_CONF, Harness
 
 pytestmark = pytest.mark.slow
 
-RUNS = 5
+RUNS = 3
 NEVER = 10**7  # emulated seconds: a start-up that does not end while the test watches
 try:
     from airflow.jobs.triggerer_job_runner import _USER_ACTION_CANCEL_MSG as USER_ACTION
