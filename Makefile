@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 # Lint first (ruff, formatting, mypy) and build the docs (strict), so that CI (`make test`) keeps
 # the tree and the site clean.
 test: lint docs
-	ARR_DOCS_BUILT=1 $(BIN)/python -m pytest -q -p no:cacheprovider -rs --durations=15 tests
+	ARR_DOCS_BUILT=1 $(BIN)/python -m pytest -q -p no:cacheprovider -rfEs --durations=15 tests
 
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
