@@ -419,23 +419,7 @@ class DeployAdmin(Admin):
     """The emulator's admin API, with ``Authorization: Bearer <token>`` when a token is set."""
 
     def __init__(self, url: str, token: str | None) -> None:
-        super().__init__(url)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-
-        class _Http:
-            @staticmethod
-            def get(url: str, **kw: Any) -> requests.Response:
-                return requests.get(url, headers=headers, **kw)
-
-            @staticmethod
-            def post(url: str, **kw: Any) -> requests.Response:
-                return requests.post(url, headers=headers, **kw)
-
-            @staticmethod
-            def delete(url: str, **kw: Any) -> requests.Response:
-                return requests.delete(url, headers=headers, **kw)
-
-        self.http = _Http  # type: ignore[assignment]
+        super().__init__(url, token=token)
 
 
 @dataclass
