@@ -437,6 +437,17 @@ def session_owners(dep: Deployment) -> dict[str, str]:
     return out
 
 
+def ended_state(dep: Deployment, run_id: str, timeout: float) -> str:
+    return str(
+        dep.wait_for(
+            lambda: (s := dep.run_state(run_id, DAG)) in TERMINAL_RUN_STATES and s,
+            timeout,
+            f"{run_id} to end",
+            every=2,
+        )
+    )
+
+
 @pytest.mark.timeout(900)
 def test_orphan_sweep_stops_what_aborted_runs_left(deployment: Deployment, admin: Admin) -> None:
     dep = deployment
@@ -444,12 +455,14 @@ def test_orphan_sweep_stops_what_aborted_runs_left(deployment: Deployment, admin
     started = time.monotonic()
     admin.config(startup_delay=250)  # 10 real seconds
     wait_dag(dep, SWEEP_DAG)
-    # Three runs, each rendering on a session of its own: one to delete, one to mark failed, one
-    # left running (its render outlives the sweep).
-    deleted_run = dep.trigger(conf(SCENES[:1], render_seconds=900), DAG)
-    failed_run = dep.trigger(conf(SCENES[:1], render_seconds=900), DAG)
+    # Four runs, each rendering on a session of its own. Two are aborted by hand with their teardown
+    # skipped (as when it cannot run): one marked failed, one marked failed and then deleted (Airflow
+    # deletes no running run): their sessions are the orphans. One is marked failed with its
+    # teardown left alone (Airflow runs it: no orphan). One keeps rendering past the sweep.
+    aborted = [dep.trigger(conf(SCENES[:1], render_seconds=900), DAG) for _ in range(3)]
+    deleted_run, failed_run, teardown_run = aborted
     live_run = dep.trigger(conf(SCENES[:1], render_seconds=150), DAG)
-    run_ids = [deleted_run, failed_run, live_run]
+    run_ids = [*aborted, live_run]
 
     def rendering() -> bool:
         return all(
@@ -457,33 +470,28 @@ def test_orphan_sweep_stops_what_aborted_runs_left(deployment: Deployment, admin
             for r in run_ids
         )
 
-    dep.wait_for(rendering, 300, "the 3 runs to render", every=2)
+    dep.wait_for(rendering, 300, "the 4 runs to render", every=2)
     owners = {s: r for s, r in session_owners(dep).items() if r in run_ids}
     session_of = {r: s for s, r in owners.items()}
     dep.check(set(session_of) == set(run_ids), f"owner records {owners} for runs {run_ids}")
 
+    for run_id in (deleted_run, failed_run):
+        dep.api(
+            "PATCH",
+            f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/stop/0",
+            json={"new_state": "skipped"},
+        )
+    for run_id in aborted:
+        dep.api("PATCH", f"/api/v2/dags/{DAG}/dagRuns/{run_id}", json={"state": "failed"})
+    dep.note(f"teardowns of {deleted_run} and {failed_run} skipped; {aborted} marked failed")
+    states = {r: ended_state(dep, r, 300) for r in aborted}
     dep.api("DELETE", f"/api/v2/dags/{DAG}/dagRuns/{deleted_run}")
     dep.note(f"deleted {deleted_run} (session {session_of[deleted_run]})")
-    dep.api("PATCH", f"/api/v2/dags/{DAG}/dagRuns/{failed_run}", json={"state": "failed"})
-    dep.note(f"marked {failed_run} failed (session {session_of[failed_run]})")
-    # Airflow leaves a marked-failed run's teardown to run: that stop, not the sweep, ends its session.
-    failed_state = str(
-        dep.wait_for(
-            lambda: (s := dep.run_state(failed_run, DAG)) in TERMINAL_RUN_STATES and s,
-            300,
-            f"{failed_run} to end after its teardown",
-            every=2,
-        )
-    )
-    failed_tis = {t["task_id"]: t["state"] for t in dep.task_instances(failed_run, DAG)}
+    teardown_tis = {t["task_id"]: t for t in dep.task_instances(teardown_run, DAG)}
     time.sleep(2)
     before = {s["id"]: s for s in admin.state()["sessions"]}
     active_before = {sid for sid, s in before.items() if s["status"] in ("starting", "ready")}
-    orphans = {sid for sid in active_before if owners.get(sid) != live_run}
-    dep.check(
-        session_of[deleted_run] in orphans and session_of[live_run] in active_before,
-        f"before the sweep: sessions {before}; owners {owners}",
-    )
+    orphans = {session_of[deleted_run], session_of[failed_run]}
 
     dep.api("PATCH", f"/api/v2/dags/{SWEEP_DAG}", json={"is_paused": False})
     sweep_run = dep.trigger({"dry_run": False}, SWEEP_DAG)
@@ -498,17 +506,30 @@ def test_orphan_sweep_stops_what_aborted_runs_left(deployment: Deployment, admin
     if isinstance(report, str):
         report = json.loads(report)
     dep.api("PATCH", f"/api/v2/dags/{SWEEP_DAG}", json={"is_paused": True})
+    sweep_wall = time.monotonic() - started
 
     live_state = dep.wait_run(live_run, 400, DAG)
     live_tis = dep.task_instances(live_run, DAG)
     counts = settle(dep)
     note = (
-        f"deleted run's session stopped by the sweep; run marked failed ended {failed_state} with its "
-        f"teardown stop {failed_tis.get('stop')}; sweep {sweep_state}, stopped {len(report['stopped'])} "
-        f"of {len(report['sessions'])} listed, kept the live run's; live run {live_state}"
+        f"orphans: a deleted run's and a failed run's (teardowns skipped), both stopped by the sweep "
+        f"({sweep_state}: stopped {len(report['stopped'])} of {len(report['sessions'])} listed); a run "
+        f"marked failed with its teardown: stop {teardown_tis['stop']['state']}; the live run's session "
+        f"kept, run {live_state}; sweep done {sweep_wall:.0f} s in"
     )
-    record(row("6. orphan sweep after aborted runs", 3, counts, started, note))
+    record(row("6. orphan sweep after aborted runs", len(run_ids), counts, started, note))
 
+    dep.check(all(s == "failed" for s in states.values()), f"aborted runs ended {states}")
+    dep.check(
+        teardown_tis["stop"]["state"] == "success"
+        and before[session_of[teardown_run]]["stop_requested"]
+        and session_of[teardown_run] not in active_before,
+        f"the teardown of the run marked failed did not stop its session: {teardown_tis['stop']}",
+    )
+    dep.check(
+        active_before == orphans | {session_of[live_run]},
+        f"active before the sweep: {active_before}; orphans {orphans}, live {session_of[live_run]}",
+    )
     dep.check(sweep_state == "success", f"the sweep run ended {sweep_state}")
     dep.check(
         live_state_at_sweep_end == "running", f"the live run was {live_state_at_sweep_end} at the sweep's end"
@@ -519,7 +540,6 @@ def test_orphan_sweep_stops_what_aborted_runs_left(deployment: Deployment, admin
     dep.check(set(report["stopped"]) == orphans, f"the sweep's report: {report}")
     dep.check(not report["failed"], f"stops failed: {report}")
     dep.check(not after[session_of[live_run]]["stop_requested"], "the sweep stopped the live run's session")
-    dep.check(failed_state == "failed", f"the run marked failed ended {failed_state}: {failed_tis}")
     dep.check(
         dep.http.get(f"{dep.api_url}/api/v2/dags/{DAG}/dagRuns/{deleted_run}", timeout=10).status_code == 404,
         "the deleted run is still there",
@@ -528,8 +548,8 @@ def test_orphan_sweep_stops_what_aborted_runs_left(deployment: Deployment, admin
         live_state == "success" and not not_success(live_tis),
         f"live run {live_state}: {not_success(live_tis)}",
     )
-    dep.check(counts["created"] == 3, f"{counts['created']} sessions created, 3 expected")
-    dep.check(counts["stopped"] == 3 and counts["active"] == 0, f"sessions: {counts}")
+    dep.check(counts["created"] == 4, f"{counts['created']} sessions created, 4 expected")
+    dep.check(counts["stopped"] == 4 and counts["active"] == 0, f"sessions: {counts}")
     print(
-        f"\norphan sweep: {note}; report {report['summary']}; timeline:\n  " + "\n  ".join(dep.events[-10:])
+        f"\norphan sweep: {note}; report {report['summary']}; timeline:\n  " + "\n  ".join(dep.events[-12:])
     )
