@@ -865,14 +865,6 @@ class Deployment:
                     found.setdefault(key, []).append((first.group(1) if first else "", int(m.group(2))))
         return {key: [hosts.get(j, f"job {j}") for _, j in sorted(jobs)] for key, jobs in found.items()}
 
-    # Scenarios still to be written, on features being built in parallel (use these helpers):
-    #  5. lease guard while its triggerer is killed: trigger a long render with a short lease,
-    #     kill9(<the holder from trigger_holders()>), check the lease was extended (admin.state()),
-    #     restart(), session_counts()["active"] == 0 at the end.
-    #  6. orphan sweep: kill9 the worker running create right after the service answered, so no
-    #     XCom tells the teardown the id; the sweep finds and stops the session: session_counts()
-    #     created == stopped, active == 0; restart() the worker.
-
     # -- talking to it ---------------------------------------------------------------------------
 
     def note(self, event: str) -> None:

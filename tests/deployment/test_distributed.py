@@ -1,8 +1,9 @@
 """The provider in a distributed Airflow (see ``airflow_deployment``): many runs, and components killed.
 
-Every scenario triggers runs of ``arr_render_scenes`` (one session per scene, mapped) over the REST
-API, against the emulator throttled as the service is (0.2 calls/s per account, bursts of 5), and
-ends with every run in the state a user expects and every session stopped:
+Scenarios 1 to 4 trigger runs of ``arr_render_scenes`` (one session per scene, mapped) over the
+REST API (5 and 6 other DAGs of dags/, as said below), against the emulator throttled as the
+service is (0.2 calls/s per account, bursts of 5); each ends with every run in the state a user
+expects and every session stopped:
 
 1. 20 runs of 2 scenes at once: spread over both Celery workers and both triggerers; the account's
    rate limit holds (no task fails on a 429); every session stopped.
@@ -15,9 +16,11 @@ ends with every run in the state a user expects and every session stopped:
    ``ArrLeaseGuardOperator`` beside a long render): the other triggerer takes the guard over, the
    lease keeps being extended in time (the session never expires while the render runs) and never
    past the cap, and the teardown stops the session.
-6. The orphan sweep (``arr_session_sweep``, triggered with ``dry_run`` off) after runs were
-   aborted by hand: it stops the session of a deleted run (no teardown could run), keeps the
-   session of a run still rendering, and succeeds; a run marked failed still gets its teardown.
+6. The orphan sweep (``arr_session_sweep``, unpaused and triggered with ``dry_run`` off) after runs
+   of ``arr_render_scenes`` were aborted by hand with their teardown skipped (as when it cannot
+   run): one marked failed, one marked failed and then deleted. It stops exactly their sessions,
+   keeps the session of a run still rendering, and succeeds; a run marked failed with its teardown
+   left alone gets it run by Airflow (no orphan).
 
 Each scenario adds a row (runs, sessions created/stopped/leaked, 429 answers, wall time) to the
 table printed at the end and written to benchmarks/DEPLOYMENT.md.
@@ -298,6 +301,8 @@ def test_kill9_scheduler_mid_run(deployment: Deployment, admin: Admin) -> None:
 
 GUARDED_DAG = "arr_render_guarded"
 SWEEP_DAG = "arr_session_sweep"
+# One scene per run (arr_render_session runs one run at a time: max_active_runs=1).
+SESSION_DAG = DAG
 # The guard's settings on the session's clock (x25): it extends every step - margin = 10 emulated
 # minutes (24 real seconds), and a lease it set lasts at least the margin, 48 real seconds: more
 # than a triggerer takeover (15 s health threshold and a few heartbeats).
@@ -426,6 +431,11 @@ def test_kill9_triggerer_holding_the_lease_guard(deployment: Deployment, admin: 
     print(f"\nlease guard, triggerer kill -9: {note}; timeline:\n  " + "\n  ".join(dep.events[-8:]))
 
 
+def session_conf(render_seconds: int) -> dict[str, Any]:
+    """A run of one scene: one session, a teardown ``stop`` not expanded until the render ends."""
+    return conf(SCENES[:1], render_seconds=render_seconds)
+
+
 def session_owners(dep: Deployment) -> dict[str, str]:
     """Session id -> the run that created it, from the create operator's owner records (Variables)."""
     body = dep.api("GET", "/api/v2/variables", params={"limit": 1000}).json()
@@ -440,7 +450,7 @@ def session_owners(dep: Deployment) -> dict[str, str]:
 def ended_state(dep: Deployment, run_id: str, timeout: float) -> str:
     return str(
         dep.wait_for(
-            lambda: (s := dep.run_state(run_id, DAG)) in TERMINAL_RUN_STATES and s,
+            lambda: (s := dep.run_state(run_id, SESSION_DAG)) in TERMINAL_RUN_STATES and s,
             timeout,
             f"{run_id} to end",
             every=2,
@@ -459,14 +469,17 @@ def test_orphan_sweep_stops_what_aborted_runs_left(deployment: Deployment, admin
     # skipped (as when it cannot run): one marked failed, one marked failed and then deleted (Airflow
     # deletes no running run): their sessions are the orphans. One is marked failed with its
     # teardown left alone (Airflow runs it: no orphan). One keeps rendering past the sweep.
-    aborted = [dep.trigger(conf(SCENES[:1], render_seconds=900), DAG) for _ in range(3)]
+    aborted = [dep.trigger(session_conf(900), SESSION_DAG) for _ in range(3)]
     deleted_run, failed_run, teardown_run = aborted
-    live_run = dep.trigger(conf(SCENES[:1], render_seconds=150), DAG)
+    live_run = dep.trigger(session_conf(150), SESSION_DAG)
     run_ids = [*aborted, live_run]
 
     def rendering() -> bool:
         return all(
-            any(t["task_id"] == "render" and t["state"] == "running" for t in dep.task_instances(r, DAG))
+            any(
+                t["task_id"] == "render" and t["state"] == "running"
+                for t in dep.task_instances(r, SESSION_DAG)
+            )
             for r in run_ids
         )
 
@@ -476,18 +489,19 @@ def test_orphan_sweep_stops_what_aborted_runs_left(deployment: Deployment, admin
     dep.check(set(session_of) == set(run_ids), f"owner records {owners} for runs {run_ids}")
 
     for run_id in (deleted_run, failed_run):
+        # The mapped stop is one unexpanded task instance (map index -1) until its upstream ends.
         dep.api(
             "PATCH",
-            f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/stop/0",
+            f"/api/v2/dags/{SESSION_DAG}/dagRuns/{run_id}/taskInstances/stop",
             json={"new_state": "skipped"},
         )
     for run_id in aborted:
-        dep.api("PATCH", f"/api/v2/dags/{DAG}/dagRuns/{run_id}", json={"state": "failed"})
+        dep.api("PATCH", f"/api/v2/dags/{SESSION_DAG}/dagRuns/{run_id}", json={"state": "failed"})
     dep.note(f"teardowns of {deleted_run} and {failed_run} skipped; {aborted} marked failed")
     states = {r: ended_state(dep, r, 300) for r in aborted}
-    dep.api("DELETE", f"/api/v2/dags/{DAG}/dagRuns/{deleted_run}")
+    dep.api("DELETE", f"/api/v2/dags/{SESSION_DAG}/dagRuns/{deleted_run}")
     dep.note(f"deleted {deleted_run} (session {session_of[deleted_run]})")
-    teardown_tis = {t["task_id"]: t for t in dep.task_instances(teardown_run, DAG)}
+    teardown_tis = {t["task_id"]: t for t in dep.task_instances(teardown_run, SESSION_DAG)}
     time.sleep(2)
     before = {s["id"]: s for s in admin.state()["sessions"]}
     active_before = {sid for sid, s in before.items() if s["status"] in ("starting", "ready")}
@@ -496,7 +510,7 @@ def test_orphan_sweep_stops_what_aborted_runs_left(deployment: Deployment, admin
     dep.api("PATCH", f"/api/v2/dags/{SWEEP_DAG}", json={"is_paused": False})
     sweep_run = dep.trigger({"dry_run": False}, SWEEP_DAG)
     sweep_state = dep.wait_run(sweep_run, 300, SWEEP_DAG)
-    live_state_at_sweep_end = dep.run_state(live_run, DAG)
+    live_state_at_sweep_end = dep.run_state(live_run, SESSION_DAG)
     after = {s["id"]: s for s in admin.state()["sessions"]}
     stopped_by_sweep = {sid for sid in active_before if after[sid]["stop_requested"]}
     xcom = dep.api(
@@ -508,8 +522,8 @@ def test_orphan_sweep_stops_what_aborted_runs_left(deployment: Deployment, admin
     dep.api("PATCH", f"/api/v2/dags/{SWEEP_DAG}", json={"is_paused": True})
     sweep_wall = time.monotonic() - started
 
-    live_state = dep.wait_run(live_run, 400, DAG)
-    live_tis = dep.task_instances(live_run, DAG)
+    live_state = dep.wait_run(live_run, 400, SESSION_DAG)
+    live_tis = dep.task_instances(live_run, SESSION_DAG)
     counts = settle(dep)
     note = (
         f"orphans: a deleted run's and a failed run's (teardowns skipped), both stopped by the sweep "
@@ -541,7 +555,8 @@ def test_orphan_sweep_stops_what_aborted_runs_left(deployment: Deployment, admin
     dep.check(not report["failed"], f"stops failed: {report}")
     dep.check(not after[session_of[live_run]]["stop_requested"], "the sweep stopped the live run's session")
     dep.check(
-        dep.http.get(f"{dep.api_url}/api/v2/dags/{DAG}/dagRuns/{deleted_run}", timeout=10).status_code == 404,
+        dep.http.get(f"{dep.api_url}/api/v2/dags/{SESSION_DAG}/dagRuns/{deleted_run}", timeout=10).status_code
+        == 404,
         "the deleted run is still there",
     )
     dep.check(
