@@ -338,7 +338,7 @@ def test_kill9_triggerer_holding_the_lease_guard(deployment: Deployment, admin: 
     wait_dag(dep, GUARDED_DAG)
     run_conf = {
         "max_lease_time": GUARD_LEASE,
-        "render_seconds": 150,
+        "render_seconds": 120,
         "time_scale": TIME_SCALE,
         "poll_interval": 5,
         **GUARD,
@@ -471,7 +471,7 @@ def test_orphan_sweep_stops_what_aborted_runs_left(deployment: Deployment, admin
     # teardown left alone (Airflow runs it: no orphan). One keeps rendering past the sweep.
     aborted = [dep.trigger(session_conf(900), SESSION_DAG) for _ in range(3)]
     deleted_run, failed_run, teardown_run = aborted
-    live_run = dep.trigger(session_conf(150), SESSION_DAG)
+    live_run = dep.trigger(session_conf(120), SESSION_DAG)
     run_ids = [*aborted, live_run]
 
     def rendering() -> bool:
