@@ -419,23 +419,7 @@ class DeployAdmin(Admin):
     """The emulator's admin API, with ``Authorization: Bearer <token>`` when a token is set."""
 
     def __init__(self, url: str, token: str | None) -> None:
-        super().__init__(url)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-
-        class _Http:
-            @staticmethod
-            def get(url: str, **kw: Any) -> requests.Response:
-                return requests.get(url, headers=headers, **kw)
-
-            @staticmethod
-            def post(url: str, **kw: Any) -> requests.Response:
-                return requests.post(url, headers=headers, **kw)
-
-            @staticmethod
-            def delete(url: str, **kw: Any) -> requests.Response:
-                return requests.delete(url, headers=headers, **kw)
-
-        self.http = _Http  # type: ignore[assignment]
+        super().__init__(url, token=token)
 
 
 @dataclass
@@ -880,14 +864,6 @@ class Deployment:
                     key = f"{run_id}[{m.group(1) or -1}]"
                     found.setdefault(key, []).append((first.group(1) if first else "", int(m.group(2))))
         return {key: [hosts.get(j, f"job {j}") for _, j in sorted(jobs)] for key, jobs in found.items()}
-
-    # Scenarios still to be written, on features being built in parallel (use these helpers):
-    #  5. lease guard while its triggerer is killed: trigger a long render with a short lease,
-    #     kill9(<the holder from trigger_holders()>), check the lease was extended (admin.state()),
-    #     restart(), session_counts()["active"] == 0 at the end.
-    #  6. orphan sweep: kill9 the worker running create right after the service answered, so no
-    #     XCom tells the teardown the id; the sweep finds and stops the session: session_counts()
-    #     created == stopped, active == 0; restart() the worker.
 
     # -- talking to it ---------------------------------------------------------------------------
 
