@@ -183,7 +183,8 @@ def sensor_timeout() -> BaseException:
 
     with emulator(startup_delay=100000) as server, connection(server, server.url, sts_endpoint=server.url):
         sid = hook().create_session(size="standard", max_lease_time="1:00:00")
-        trigger = ArrSessionReadyTrigger(session_id=sid, poll_interval=5, deadline=time.time() + 1)
+        # The deadline falls between the first read (at once) and the second (5 s later).
+        trigger = ArrSessionReadyTrigger(session_id=sid, poll_interval=5, deadline=time.time() + 4)
 
         async def first_event() -> Any:
             async for event in trigger.run():
