@@ -137,16 +137,24 @@ class stop_when_spent(stop_base):
         self.settings = settings
         self.throttled = 0  # attempts that were throttled: answered 429, or not sent for want of a turn
         self.answered_429 = 0
+        self.last_answer: BaseException | None = None  # the last failure the service itself gave
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         ends_at = (retry_state.seconds_since_start or 0.0) + (retry_state.upcoming_sleep or 0.0)
+        if not _not_sent_for_want_of_a_turn(exc):
+            self.last_answer = exc
         if isinstance(exc, ArrThrottledError):
             self.throttled += 1
             self.answered_429 += exc.http_status == 429
             return ends_at > self.settings.throttle_timeout
         other_attempts = retry_state.attempt_number - self.throttled
         return other_attempts >= self.settings.attempts or ends_at > self.settings.total
+
+
+def _not_sent_for_want_of_a_turn(exc: BaseException | None) -> bool:
+    """A throttled attempt the account's pacer did not send (no answer, so no status)."""
+    return isinstance(exc, ArrThrottledError) and exc.http_status is None
 
 
 def is_retryable(exc: BaseException, request: ApiRequest) -> bool:
@@ -196,6 +204,8 @@ def retry_kwargs(
 
     def give_up(state: RetryCallState) -> Any:
         exc = state.outcome.exception() if state.outcome else None
+        if _not_sent_for_want_of_a_turn(exc) and stop.last_answer is not None:
+            exc = stop.last_answer  # the budget ran out waiting for a turn: the cause is the last answer
         if isinstance(exc, ArrThrottledError):
             waited = state.seconds_since_start or 0.0
             raise ArrThrottledError(
