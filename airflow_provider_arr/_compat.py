@@ -117,7 +117,36 @@ def register_secret(value: str | None) -> None:
     """
     if value and value not in _registered:
         _registered.add(value)
-        mask_secret(value)
+        if _supervisor_in_this_process():
+            _mask_in_this_process(value)
+        else:
+            mask_secret(value)
+
+
+def _supervisor_in_this_process() -> bool:
+    """Whether the task's supervisor runs in this process (``airflow dags test``, ``dag.test()``).
+
+    There, the task and its supervisor share one secrets masker, and sending ``MaskSecret`` is
+    worse than useless: ``InProcessSupervisorComms.send`` logs every message it is given, the
+    value included, at DEBUG level (the real supervisor omits that body).
+    """
+    try:
+        from airflow.sdk.execution_time import task_runner
+    except ImportError:  # pragma: no cover
+        return False
+    comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
+    return type(comms).__name__ == "InProcessSupervisorComms"
+
+
+def _mask_in_this_process(value: str) -> None:
+    """Add ``value`` to this process's secrets masker only, with no message to a supervisor."""
+    try:  # Airflow >= 3.2
+        from airflow.sdk._shared.secrets_masker import _secrets_masker
+    except ImportError:  # pragma: no cover - Airflow 3.0, 3.1
+        from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[attr-defined,no-redef,unused-ignore]
+            _secrets_masker,
+        )
+    _secrets_masker().add_mask(value)
 
 
 __all__ = [

@@ -132,8 +132,8 @@ EXTRAS: tuple[Extra, ...] = (
     Extra(
         "rate_limit",
         "Calls per second",
-        "The account's call rate this process starts at (the service's rule: one call per 5 s); "
-        "it slows down after a 429 and recovers after successes.",
+        "The account's call rate (the service's rule: one call per 5 s); this process paces "
+        "10 % under it, slows down after a 429 and recovers after successes.",
         kind="number",
         default=0.2,
     ),

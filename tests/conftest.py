@@ -138,6 +138,17 @@ def connection_json(url: str, *, api_version: str = "v1", **extra: Any) -> str:
 EMULATOR_DEFAULTS: dict[str, Any] = {"startup_delay": 30.0, "stop_delay": 5.0, "time_scale": 100.0}
 
 
+@pytest.fixture(autouse=True)
+def fresh_pacers() -> Iterator[None]:
+    """Each test starts with no pacing learnt by an earlier one: the sync pacers live as long as
+    the process and are keyed by endpoint, and an emulator on port 0 can get a port back."""
+    from airflow_provider_arr.client import pacing
+
+    pacing._sync_pacers.clear()
+    yield
+    pacing._sync_pacers.clear()
+
+
 @pytest.fixture
 def emulator_factory() -> Iterator[Callable[..., EmulatorServer]]:
     """Start in-process emulators on port 0; all are stopped afterwards.

@@ -32,7 +32,14 @@ from airflow_provider_arr.client.failures import (
     kind_from_causes,
 )
 from airflow_provider_arr.client.messages import ApiRequest, ApiResponse, Exchange, LogLike
-from airflow_provider_arr.client.pacing import AsyncPacer, NoTurnInTime, Pacer, async_pacer, sync_pacer
+from airflow_provider_arr.client.pacing import (
+    AsyncPacer,
+    NoTurnInTime,
+    Pacer,
+    async_pacer,
+    paced_rate,
+    sync_pacer,
+)
 from airflow_provider_arr.client.protocol import ArrProtocol
 from airflow_provider_arr.client.retry import CallStats, RetrySettings, retry_kwargs
 from airflow_provider_arr.exceptions import ArrConnectionError, ArrError, ArrThrottledError
@@ -193,7 +200,9 @@ class SyncTransport(_Outcomes):
         self.http.mount("https://", adapter)
         self.stats = CallStats()
         # One per account in the process: every hook's calls to the account take turns here.
-        self.pacer = sync_pacer(account_key(self.config), self.config.rate_limit, self.config.rate_burst)
+        self.pacer = sync_pacer(
+            account_key(self.config), paced_rate(self.config.rate_limit), self.config.rate_burst
+        )
 
     def drive(self, exchange: Exchange[T], retry: RetrySettings | None = None) -> T:
         """Run one protocol exchange to its result (``retry``: another policy than the connection's)."""
@@ -280,7 +289,7 @@ class AsyncTransport(_Outcomes):
         self.token_lock = asyncio.Lock()
         self.stats = CallStats()
         # One per account in the event loop: every trigger's calls to the account take turns here.
-        self.pacer = async_pacer(account_key(config), config.rate_limit, config.rate_burst)
+        self.pacer = async_pacer(account_key(config), paced_rate(config.rate_limit), config.rate_burst)
 
     @classmethod
     async def acquire(

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
 
 from airflow_provider_arr.emulator import EmulatorConfig, EmulatorServer
 from airflow_provider_arr.emulator.app import create_app
@@ -72,7 +74,7 @@ def emulator_schema() -> dict[str, Any]:
     return create_app(EmulatorConfig(account_id=ACCOUNT_ID, account_key=ACCOUNT_KEY)).openapi()
 
 
-# Loaded at collection time, so that schemathesis makes one test per operation (its lazy loader
+# Loaded at collection time, so that there is one test per operation (schemathesis's lazy loader
 # does not work with this pytest); test_the_served_schema_is_the_fuzzed_one checks it is the same.
 schema = schemathesis.openapi.from_dict(emulator_schema())
 
@@ -95,24 +97,39 @@ def assert_service_shape(response: Any, where: str) -> None:
         assert isinstance(error.get("message"), str) and error["message"], f"{where}: {body}"
 
 
-@schema.parametrize()
-@settings(
+#: Every operation of the schema, one test each with an id of its own: schemathesis's
+#: ``schema.parametrize()`` gives all its items one node id, which pytest-xdist runs only once.
+OPERATIONS = [result.ok() for result in schema.get_all_operations()]
+FUZZING = settings(
     max_examples=100,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     database=None,
     derandomize=True,
 )
-def test_fuzz_the_schema(case: Any, server: EmulatorServer, token: str) -> None:
-    """Every operation of the schema, 30 generated requests each (valid and invalid)."""
-    # A valid token (the STS takes the account key), and half the time the real account id, so
-    # that the fuzzing reaches past authentication and the account check into the routes.
-    secret = f"{ACCOUNT_ID}:{ACCOUNT_KEY}" if case.path.endswith("/token") else token
-    if case.path_parameters and "account_id" in case.path_parameters and len(repr(case.body)) % 2:
-        case.path_parameters["account_id"] = ACCOUNT_ID
-    response = case.call(base_url=server.url, headers={"Authorization": f"Bearer {secret}"}, timeout=10)
-    FUZZED.append(response.status_code)
-    assert_service_shape(response, f"{case.method} {case.formatted_path}")
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda operation: operation.label)
+def test_fuzz_the_schema(operation: Any, server: EmulatorServer, token: str) -> None:
+    """100 generated requests for one operation of the schema, valid and invalid."""
+
+    @FUZZING
+    @given(
+        case=st.one_of(
+            operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)
+        )
+    )
+    def fuzz(case: Any) -> None:
+        # A valid token (the STS takes the account key), and half the time the real account id,
+        # so that the fuzzing reaches past authentication and the account check into the routes.
+        secret = f"{ACCOUNT_ID}:{ACCOUNT_KEY}" if case.path.endswith("/token") else token
+        if case.path_parameters and "account_id" in case.path_parameters and len(repr(case.body)) % 2:
+            case.path_parameters["account_id"] = ACCOUNT_ID
+        response = case.call(base_url=server.url, headers={"Authorization": f"Bearer {secret}"}, timeout=10)
+        FUZZED.append(response.status_code)
+        assert_service_shape(response, f"{case.method} {case.formatted_path}")
+
+    fuzz()
 
 
 def test_the_served_schema_is_the_fuzzed_one(server: EmulatorServer) -> None:

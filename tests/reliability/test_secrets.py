@@ -177,6 +177,21 @@ async def test_trigger_events_and_kwargs_keep_secrets(
         guard.check(text, "a trigger event or its serialized kwargs")
 
 
+#: ``airflow dags test`` runs the task with its supervisor in one process, and at DEBUG level
+#: ``InProcessSupervisorComms.send`` logs every message, ``MaskSecret`` values included (the
+#: real supervisor omits that body). Airflow sends one for the connection's password when a
+#: task reads the connection; the provider sends none there (``_compat.register_secret``).
+AIRFLOW_MASK_MESSAGE = re.compile(r".*Sending request +.*msg=MaskSecret\(value='([^']*)'.*\n?")
+
+
+def without_airflows_own_mask_messages(text: str, guard: SecretGuard, key: str) -> str:
+    """``text`` without Airflow's in-process ``MaskSecret`` lines, having checked that the only
+    secret they carry is the connection's password (Airflow sends its password and its extra)."""
+    values = {m.group(1) for m in AIRFLOW_MASK_MESSAGE.finditer(text)}
+    guard.check(" ".join(values - {key}), "a MaskSecret message other than the password's")
+    return AIRFLOW_MASK_MESSAGE.sub("", text)
+
+
 DEMO_WRAPPER = """
 import pathlib, sys
 sys.path.insert(0, sys.argv[1])
@@ -230,7 +245,7 @@ def test_demo_output_keeps_secrets(tmp_path: Path, level: str) -> None:
         guard.check(output, "the demo's output")
         dags_test_log = (home / "dags_test.log").read_text()
         assert "ARR session" in dags_test_log  # the full task log of the run
-        guard.check(dags_test_log, "the demo's full log")
+        guard.check(without_airflows_own_mask_messages(dags_test_log, guard, key), "the demo's full log")
         for path in (home / "logs").rglob("*"):
             if path.is_file():
                 guard.check(path.read_text(errors="replace"), f"the demo's task log {path}")

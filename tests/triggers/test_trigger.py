@@ -93,7 +93,13 @@ async def test_deadline_gives_a_timeout_event(emulator_factory, monkeypatch) -> 
     event = await first_event(
         ArrSessionReadyTrigger(session_id=session_id, poll_interval=5, deadline=time.time() + 1)
     )
-    assert event["status"] == "timeout" and event["session_status"] == "starting"
+    assert event["status"] == "timeout"
+    # Read once in time (the usual case), or not at all when a loaded machine took the second.
+    if event["session_status"] is None:
+        assert event["message"] == f"session {session_id} was not read yet at the deadline"
+    else:
+        assert event["session_status"] == "starting"
+        assert event["message"] == f"session {session_id} was still starting at the deadline"
     ArrHook().stop_session(session_id)
 
 
