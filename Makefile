@@ -15,12 +15,17 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # Lint first (ruff, formatting, mypy) and build the docs (strict), so that CI (`make test`) keeps
-# the tree and the site clean.
+# the tree and the site clean. 4 workers (pytest-xdist): most tests wait on the emulator's rate
+# limit, not on the 2 cores; one worker per test file, one for the whole real deployment
+# (tests/conftest.py). PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 4
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
+
 test: lint docs
-	ARR_DOCS_BUILT=1 $(BIN)/python -m pytest -q -p no:cacheprovider -rfEs --durations=15 tests
+	ARR_DOCS_BUILT=1 $(BIN)/python -m pytest -q -p no:cacheprovider -rfEs --durations=15 $(XDIST) tests
 
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) -m "not slow" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

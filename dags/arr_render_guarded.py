@@ -104,4 +104,4 @@ with DAG(
     )
     create >> wait_ready >> lease_guard
     rendered >> stop
-    stop.as_teardown(setups=create, on_failure_fail_dagrun=True)
+    stop.as_teardown(setups=create)

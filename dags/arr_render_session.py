@@ -155,4 +155,4 @@ with DAG(
     )
 
     create >> wait_ready >> rendered >> stop
-    stop.as_teardown(setups=create, on_failure_fail_dagrun=True)
+    stop.as_teardown(setups=create)

@@ -40,6 +40,40 @@ import requests  # noqa: E402
 
 from airflow_provider_arr.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With pytest-xdist (``make test``: ``-n 4 --dist loadgroup``), one worker per test file, and
+    one worker for the whole real deployment (tests/deployment starts its processes once).
+
+    Module-scoped fixtures (the fuzzing's emulator) and the fault matrix's in-file order hold,
+    and the deployment, the longest part, is one unit that starts early.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            module = item.nodeid.split("::", 1)[0]
+            group = "deployment" if module.startswith("tests/deployment/") else module
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+#: The deployment's table of scenarios as the xdist workers that ran them sent it.
+_WORKER_TABLES: list[str] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist: keep what a finished worker had to print at the end (its deployment table)."""
+    table = getattr(node, "workeroutput", {}).get("arr_deployment_table")
+    if table:
+        _WORKER_TABLES.append(table)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """xdist: the deployment's table, printed by the controller (workers print nothing)."""
+    for table in _WORKER_TABLES:
+        terminalreporter.write_sep("=", "deployment scenarios (written to DEPLOYMENT.md)")
+        terminalreporter.write(table)
+
+
 ACCOUNT_ID = "11111111-2222-3333-4444-555555555555"
 # Recognisable, so that tests can prove it never shows up where it must not.
 ACCOUNT_KEY = "SECRET-ACCOUNT-KEY-d41d8cd98f00b204e9800998ecf8427e"

@@ -29,5 +29,5 @@ with DAG("my_render", schedule=None) as dag:
 
     stop = ArrStopSessionOperator(task_id="stop", session_id=SESSION_ID)
     create >> ready >> render(ready.output) >> stop
-    stop.as_teardown(setups=create, on_failure_fail_dagrun=True)  # runs whatever fails in between
+    stop.as_teardown(setups=create)  # runs whatever fails in between
 # [END first_dag]

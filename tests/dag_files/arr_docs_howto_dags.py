@@ -65,8 +65,7 @@ with DAG("docs_session_ops", schedule=None, default_args={"retries": 0}) as docs
 
     # [START howto_stop]
     stop = ArrStopSessionOperator(task_id="stop", session_id=SESSION_ID)
-    # Runs whatever fails between create and stop; its failure fails the run (a session left billed).
-    stop.as_teardown(setups=create, on_failure_fail_dagrun=True)
+    stop.as_teardown(setups=create)  # runs whatever fails between create and stop
     # [END howto_stop]
 
     create >> wait_poke >> wait_reschedule >> wait_deferrable >> extend_by >> extend_to >> stop

@@ -79,7 +79,7 @@ def _workload(dag_id: str, *, retries: int = 0) -> DAG:
         )
         stop = ArrStopSessionOperator(task_id="stop", session_id=SESSION_ID)
         create >> checkpoint(SESSION_ID) >> wait >> render(SESSION_ID, wait.output) >> stop
-        stop.as_teardown(setups=create, on_failure_fail_dagrun=True)
+        stop.as_teardown(setups=create)
     return dag
 
 
@@ -97,7 +97,7 @@ with arr_fault_sensor_timeout:
     )
     _stop = ArrStopSessionOperator(task_id="stop", session_id=SESSION_ID)
     _create >> _wait >> _stop
-    _stop.as_teardown(setups=_create, on_failure_fail_dagrun=True)
+    _stop.as_teardown(setups=_create)
 
 #: Scenario 5: a create that waits for ready itself (blocking), killed while it waits.
 arr_fault_create_kill = _dag("arr_fault_create_kill")
@@ -112,4 +112,4 @@ with arr_fault_create_kill:
     )
     _stop = ArrStopSessionOperator(task_id="stop", session_id=SESSION_ID)
     _create >> _stop
-    _stop.as_teardown(setups=_create, on_failure_fail_dagrun=True)
+    _stop.as_teardown(setups=_create)

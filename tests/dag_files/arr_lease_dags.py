@@ -45,7 +45,7 @@ def _guarded_dag(dag_id: str, bash_command: str) -> DAG:
         stop = ArrStopSessionOperator(task_id="stop", session_id=SESSION_ID)
         create >> wait >> [render, guard]
         render >> stop
-        stop.as_teardown(setups=create, on_failure_fail_dagrun=True)
+        stop.as_teardown(setups=create)
         # [END howto_lease_guard_operator]
     return dag
 

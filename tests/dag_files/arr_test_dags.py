@@ -47,7 +47,7 @@ def _bracket(
     with dag:
         create = ArrCreateSessionOperator(task_id="create", max_lease_time="0:30:00", **create_kwargs)
         stop = ArrStopSessionOperator(task_id="stop", session_id=SESSION_ID)
-        stop.as_teardown(setups=create, on_failure_fail_dagrun=True)
+        stop.as_teardown(setups=create)
     return dag, create, stop
 
 

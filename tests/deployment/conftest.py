@@ -46,3 +46,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if RESULTS:
         terminalreporter.write_sep("=", f"deployment scenarios (written to {TABLE_FILE.name})")
         terminalreporter.write(results_table(RESULTS))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under xdist, hand the table to the controller, which prints it (tests/conftest.py)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None and RESULTS:
+        workeroutput["arr_deployment_table"] = results_table(RESULTS)

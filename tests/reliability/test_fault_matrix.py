@@ -534,7 +534,11 @@ def test_14_teardown_unreachable_past_the_budget_names_the_session(harness: Harn
         harness.connect(stop_timeout=2)
         harness.admin.fault(operation="stop", action="drop")
         run = harness.run(arr_fault_dags.arr_fault_workload)
-        assert run.state == "failed" and run.tasks["stop"] == "failed", str(run)
+        # Airflow leaves a teardown's failure out of the run's state (docs/howto/stop.md).
+        assert run.state == "success", str(run)
+        assert run.tasks == states(
+            create="success", checkpoint="success", wait="success", render="success", stop="failed"
+        )
         session_id = only_session(harness.admin.state())["id"]
         assert f"session {session_id} is still running and billed" in run.output
         from airflow_provider_arr.cli import stop_command
