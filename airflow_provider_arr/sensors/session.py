@@ -75,20 +75,21 @@ class ArrSessionReadySensor(CheckedArguments, BaseSensorOperator):
         self.poke_interval = args["poll_interval"]
         if not self.deferrable:
             return super().execute(context)
-        # One read first: a session that is already ready (or dead) needs no trip to the triggerer.
-        result = self.poke(context)
-        if isinstance(result, PokeReturnValue) and result.is_done:
-            return result.xcom_value
+        # No read here: in the triggerer one list per interval serves every wait of the account,
+        # while a read per sensor in the workers costs the account one call each (a thousand
+        # mapped waits: 5,000 s of its rate). The first read comes one interval after the create
+        # at the earliest, long before a session is ready (minutes), and not within the seconds
+        # of a deferral where a fired trigger can be lost (docs/deployment.md, known issues).
         from airflow_provider_arr.triggers.session import ArrSessionReadyTrigger
 
         self.defer(
             trigger=ArrSessionReadyTrigger(
-                session_id=self.session_id,
+                session_id=validate_session_id(self.session_id),
                 arr_conn_id=self.arr_conn_id,
                 poll_interval=float(self.poll_interval),
                 deadline=time.time() + self.timeout,
                 stop_on_kill=self.stop_on_kill,
-                first_poll_at=time.time() + float(self.poll_interval),  # it was just read
+                first_poll_at=time.time() + float(self.poll_interval),
             ),
             method_name="execute_complete",
             # A margin past the trigger's own deadline, which answers first with a clear event.
