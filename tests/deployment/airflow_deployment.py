@@ -476,11 +476,12 @@ def record(result: ScenarioResult) -> None:
         "Redis broker), the provider installed from its wheel, the emulator as the service throttled\n"
         "at 0.2 calls/s per account (bursts of 5). Runs triggered over the REST API. Sessions counted\n"
         "by the emulator; 429s are the emulator's `throttled` count (answers, not task failures).\n\n"
-        "Budget of scenario 1 at that rate: each of its 40 sessions needs a create, the sensor's first\n"
-        "read (in the worker), at least one read in the triggerer and a stop: at least 160 calls, of\n"
-        "which 5 pass at once (the burst) and the rest at 0.2/s: 775 s at the very least, whatever the\n"
-        "provider does, unless reads are shared between waits (coalesced polling: then about 120 calls,\n"
-        "575 s).\n\n"
+        "Budget of scenario 1 at that rate: each of its 40 sessions needs a create and a stop, 80 calls\n"
+        "of which 5 pass at once (the burst) and the rest at 0.2/s: 375 s at the very least. The waits\n"
+        "add reads: one per session per interval if each polled alone; here the sensors defer at once\n"
+        "and each triggerer lists the account's sessions once per interval for all its waits. The 429s\n"
+        "come from the many task processes, each pacing on its own (a pacer is per process): answers\n"
+        "waited out, not task failures.\n\n"
         f"Last written: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n{''.join(body[:2] + rows)}"
     )
 

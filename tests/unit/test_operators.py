@@ -3,6 +3,7 @@ the emulator over real HTTP (the DAG tests run them inside real DAG runs)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -215,17 +216,19 @@ def test_poke_fails_at_once_with_the_service_message(slow: Admin) -> None:
         ArrSessionReadySensor(task_id="wait", session_id=sid).poke(context())
 
 
-def test_deferrable_sensor_defers_only_while_starting(slow: Admin) -> None:
+def test_deferrable_sensor_defers_at_once_without_a_call(slow: Admin) -> None:
     sid = ArrHook().create_session()
+    before = slow.counts()["requests"]
     sensor = ArrSessionReadySensor(task_id="wait", session_id=sid, deferrable=True, poll_interval=6)
+    started = time.time()
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context(TaskInstance("wait")))
+    assert slow.counts()["requests"] == before, "the triggerer reads; the worker does not"
     trigger = deferred.value.trigger
     assert isinstance(trigger, ArrSessionReadyTrigger) and trigger.poll_interval == 6
+    assert trigger.first_poll_at is not None and trigger.first_poll_at >= started + 6
     event = {"status": EVENT_READY, "hostname": "h.example", "session_id": sid}
     assert sensor.execute_complete(context(TaskInstance("wait")), event) == "h.example"
-    slow.advance(1800)
-    assert sensor.execute(context(TaskInstance("wait")))  # ready: no trip to the triggerer
     ArrHook().ensure_stopped(sid)
 
 
