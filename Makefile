@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml constraints.txt
 # Lint first (ruff, formatting, mypy) and build the docs (strict), so that CI (`make test`) keeps
 # the tree and the site clean. 4 workers (pytest-xdist): most tests wait on the emulator's rate
 # limit, not on the 2 cores; one worker per test file, one for the whole real deployment
-# (tests/conftest.py). PYTEST_WORKERS=0 runs everything in one process.
+# (tests/conftest.py: pytest_xdist_make_scheduler). PYTEST_WORKERS=0 runs everything in one process.
 PYTEST_WORKERS ?= 4
-XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
+XDIST := -n $(PYTEST_WORKERS)
 
 test: lint docs
 	ARR_DOCS_BUILT=1 $(BIN)/python -m pytest -q -p no:cacheprovider -rfEs --durations=15 $(XDIST) tests
