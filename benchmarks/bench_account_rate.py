@@ -243,14 +243,14 @@ async def wait_watcher(ids: Sequence[str], interval: float, deadline: float) -> 
 
 async def _say_stats() -> None:
     """The loop's pacer and watcher counters of the paced connection, on stderr."""
-    from airflow_provider_arr.client.pacing import async_pacer, paced_rate
+    from airflow_provider_arr.client.pacing import async_pacer, paced_burst, paced_rate
     from airflow_provider_arr.client.transport import account_key
     from airflow_provider_arr.client.watch import AccountWatcher
     from airflow_provider_arr.hooks.arr import ArrHook
 
     config = ArrHook(arr_conn_id=CONN_ID).config
     key = account_key(config)
-    pacer = async_pacer(key, paced_rate(config.rate_limit), config.rate_burst)
+    pacer = async_pacer(key, paced_rate(config.rate_limit), paced_burst(config.rate_burst))
     watcher = AccountWatcher.for_account((*key, config.api_version), lambda: None)  # type: ignore[arg-type,return-value]
     say(f"  pacer: {pacer.stats()}; watcher: {watcher.stats}")
 

@@ -39,6 +39,11 @@ DEFAULT_BURST = 5
 #: before it arrives early: pacing at exactly the service's rate, one call in a few under load
 #: is a 429. 10 % under the rate absorbs half a second of such jitter at 0.2 calls/s.
 HEADROOM = 0.9
+#: Tokens of the service's burst the transports keep back (:func:`paced_burst`). The pacer's
+#: bucket starts refilling when a burst is *sent*, the service's when it *arrives*: on a busy
+#: machine the burst can arrive a second late, and the first paced call after it, on time,
+#: finds the service's bucket still empty. One token kept back is one interval of margin.
+BURST_HEADROOM = 1
 
 #: On a 429 the rate is multiplied by this (botocore's CUBIC uses 0.7; halving reacts faster,
 #: which matters when the real limit is 0.1/s, half the configured rate: one 429 finds it).
@@ -185,6 +190,12 @@ class AdaptiveRate:
 def paced_rate(rate: float) -> float:
     """The rate a transport paces at for a connection's ``rate_limit``: :data:`HEADROOM` of it."""
     return rate * HEADROOM
+
+
+def paced_burst(burst: int) -> int:
+    """The burst a transport paces at for a connection's ``rate_burst``: :data:`BURST_HEADROOM`
+    fewer tokens, at least 1."""
+    return max(1, burst - BURST_HEADROOM)
 
 
 def _check(rate: float, burst: int) -> None:

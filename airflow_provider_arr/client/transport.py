@@ -37,6 +37,7 @@ from airflow_provider_arr.client.pacing import (
     NoTurnInTime,
     Pacer,
     async_pacer,
+    paced_burst,
     paced_rate,
     sync_pacer,
 )
@@ -201,7 +202,9 @@ class SyncTransport(_Outcomes):
         self.stats = CallStats()
         # One per account in the process: every hook's calls to the account take turns here.
         self.pacer = sync_pacer(
-            account_key(self.config), paced_rate(self.config.rate_limit), self.config.rate_burst
+            account_key(self.config),
+            paced_rate(self.config.rate_limit),
+            paced_burst(self.config.rate_burst),
         )
 
     def drive(self, exchange: Exchange[T], retry: RetrySettings | None = None) -> T:
@@ -289,7 +292,9 @@ class AsyncTransport(_Outcomes):
         self.token_lock = asyncio.Lock()
         self.stats = CallStats()
         # One per account in the event loop: every trigger's calls to the account take turns here.
-        self.pacer = async_pacer(account_key(config), paced_rate(config.rate_limit), config.rate_burst)
+        self.pacer = async_pacer(
+            account_key(config), paced_rate(config.rate_limit), paced_burst(config.rate_burst)
+        )
 
     @classmethod
     async def acquire(

@@ -75,11 +75,10 @@ class ArrSessionReadySensor(CheckedArguments, BaseSensorOperator):
         self.poke_interval = args["poll_interval"]
         if not self.deferrable:
             return super().execute(context)
-        # No read here: in the triggerer one list per interval serves every wait of the account,
+        # No read here: in the triggerer one poll per interval serves every wait of the account,
         # while a read per sensor in the workers costs the account one call each (a thousand
-        # mapped waits: 5,000 s of its rate). The first read comes one interval after the create
-        # at the earliest, long before a session is ready (minutes), and not within the seconds
-        # of a deferral where a fired trigger can be lost (docs/deployment.md, known issues).
+        # mapped waits: 5,000 s of its rate). The trigger reads at once (first_poll_at None):
+        # alone, by id; next to other waits, with their next shared poll.
         from airflow_provider_arr.triggers.session import ArrSessionReadyTrigger
 
         self.defer(
@@ -89,7 +88,6 @@ class ArrSessionReadySensor(CheckedArguments, BaseSensorOperator):
                 poll_interval=float(self.poll_interval),
                 deadline=time.time() + self.timeout,
                 stop_on_kill=self.stop_on_kill,
-                first_poll_at=time.time() + float(self.poll_interval),
             ),
             method_name="execute_complete",
             # A margin past the trigger's own deadline, which answers first with a clear event.

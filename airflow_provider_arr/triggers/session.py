@@ -43,11 +43,12 @@ class ArrSessionReadyTrigger(SerializedArguments, BaseTrigger):
     :param stop_on_kill: stop the session when a user kills the deferred task (mark failed,
         clear, mark success). A triggerer restart is not a kill: the wait simply resumes.
     :param first_poll_at: a UNIX time before which not to read the session: the deferring task
-        has just read it, and reading again at once would only spend the service's rate limit.
-        None: read at once. A time already past means the wait is being resumed (a triggerer
-        restart, or a trigger picked up late): the first read then comes at a random moment
-        within one poll interval, so that the many waits a restarted triggerer resumes together
-        do not all read in the same instant (each is still read within one interval).
+        has just created or read it, and reading again at once would only spend the service's
+        rate limit. None: read at once (the account's shared poll still spaces the reads). A
+        time already past means the wait is being resumed (a triggerer restart, or a trigger
+        picked up late): the first read then comes at a random moment within one poll interval,
+        so that the many waits a restarted triggerer resumes together do not all read in the
+        same instant (each is still read within one interval).
     """
 
     arguments = ("session_id", "arr_conn_id", "poll_interval", "deadline", "stop_on_kill", "first_poll_at")

@@ -21,8 +21,10 @@ DAGS = Path(__file__).resolve().parents[2] / "dags"
 @pytest.fixture
 def emulator(emulator_factory: Any) -> EmulatorServer:
     """The default path: the emulator throttled at the service's documented rate (0.2 calls/s,
-    bursts of 5), so every DAG run here is paced as in production."""
-    return emulator_factory(throttle_rate=0.2, throttle_burst=5)
+    bursts of 5), so every DAG run here is paced as in production. The throttle counts real
+    seconds and the leases emulated ones: at x20 (not the suite's x100) a 30-minute lease lasts
+    90 real seconds, the time of a dozen paced calls with room to spare."""
+    return emulator_factory(throttle_rate=0.2, throttle_burst=5, time_scale=20.0)
 
 
 @pytest.fixture
@@ -157,11 +159,16 @@ def test_stop_operator_runs_whatever_happened_upstream() -> None:
 @pytest.mark.parametrize("ended", ["stopping", "stopped", "expired", "error"])
 @pytest.mark.parametrize("mode", ["poke", "deferrable"])
 def test_sensor_fails_fast_on_a_session_that_will_never_be_ready(admin: Admin, ended: str, mode: str) -> None:
+    """Poke mode fails at its first read; a deferrable sensor defers at once (no read in the
+    worker) and fails at its trigger's first read: never a wait until the timeout."""
+    import asyncio
     from types import SimpleNamespace
 
+    from airflow_provider_arr._compat import TaskDeferred
     from airflow_provider_arr.exceptions import ArrSessionFailedError
     from airflow_provider_arr.hooks.arr import ArrHook
     from airflow_provider_arr.sensors.session import ArrSessionReadySensor
+    from airflow_provider_arr.triggers.session import ArrSessionReadyTrigger
 
     session_id = ArrHook().create_session()
     admin.force(session_id, ended, message=f"forced {ended} by the test")
@@ -169,9 +176,28 @@ def test_sensor_fails_fast_on_a_session_that_will_never_be_ready(admin: Admin, e
         task_id="wait", session_id=session_id, deferrable=mode == "deferrable", timeout=3600
     )
     ti = SimpleNamespace(xcom_push=lambda **_: None, try_number=1)
+    context: Any = {"ti": ti, "task_instance": ti}
     said = "stopp" if ended == "stopping" else ended  # 2021-01-01 has no Stopping: it says Stopped
     with pytest.raises(ArrSessionFailedError, match=said) as info:
-        sensor.execute({"ti": ti, "task_instance": ti})  # type: ignore[arg-type]
+        if mode == "poke":
+            sensor.execute(context)
+        else:
+            with pytest.raises(TaskDeferred) as deferred:
+                sensor.execute(context)
+            assert admin.counts()["get"] == 0, "the worker defers without reading"
+            _, kwargs = deferred.value.trigger.serialize()
+            # As the triggerer rebuilds it; read at once rather than one poll interval later.
+            trigger = ArrSessionReadyTrigger(**{**kwargs, "first_poll_at": None})
+
+            async def first_event() -> dict[str, Any]:
+                try:
+                    async for event in trigger.run():
+                        return dict(event.payload)
+                    raise AssertionError("the trigger ended without an event")
+                finally:
+                    await trigger.cleanup()
+
+            sensor.execute_complete(context, asyncio.run(first_event()))
     assert info.value.session_id == session_id
     assert admin.counts()["get"] == 1  # one read, no waiting for the timeout
     ArrHook().ensure_stopped(session_id)

@@ -15,8 +15,30 @@ from airflow_provider_arr.client.pacing import (
     AsyncPacer,
     Pacer,
     async_pacer,
+    paced_burst,
+    paced_rate,
     sync_pacer,
 )
+from airflow_provider_arr.emulator.faults import TokenBucket
+
+
+def rejected_arrivals(rate: float, burst: int, late: float, calls: int = 12) -> int:
+    """Send ``calls`` at once through a pacer at ``rate``/``burst``; the service (the emulator's
+    bucket, 0.2 calls/s, bursts of 5) sees the first burst arrive ``late`` seconds after it was
+    sent and every later call on time: how many arrivals does it reject?"""
+    pacer = AdaptiveRate(rate, burst, now=0.0)
+    sends = [pacer.reserve(0.0) for _ in range(calls)]
+    arrivals = sorted(t + (late if t == 0.0 else 0.0) for t in sends)
+    service = TokenBucket(0.2, 5, arrivals[0])
+    return sum(service.take(t) > 0 for t in arrivals)
+
+
+@pytest.mark.parametrize("late", [0.0, 0.4, 1.0, 3.0])
+def test_the_transports_headroom_absorbs_a_burst_that_arrives_late(late: float) -> None:
+    # Paced at the service's own rate and burst, the first call after a late burst is early.
+    assert rejected_arrivals(0.2, 5, late) == (0 if late == 0.0 else 1)
+    assert rejected_arrivals(paced_rate(0.2), paced_burst(5), late) == 0
+    assert paced_burst(1) == 1, "a burst of one is all a caller has: nothing is kept back"
 
 
 def test_burst_then_one_call_per_interval() -> None:
