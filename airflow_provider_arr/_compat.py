@@ -140,9 +140,9 @@ def _supervisor_in_this_process() -> bool:
 
 def _mask_in_this_process(value: str) -> None:
     """Add ``value`` to this process's secrets masker only, with no message to a supervisor."""
-    try:  # Airflow >= 3.2
+    try:  # Airflow >= 3.1 (task SDK 1.1)
         from airflow.sdk._shared.secrets_masker import _secrets_masker
-    except ImportError:  # pragma: no cover - Airflow 3.0, 3.1
+    except ImportError:  # pragma: no cover - Airflow 3.0
         from airflow.sdk.execution_time.secrets_masker import (  # type: ignore[attr-defined,no-redef,unused-ignore]
             _secrets_masker,
         )

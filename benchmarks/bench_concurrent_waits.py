@@ -5,7 +5,8 @@ seconds later), a child process waits for all of them:
 
 * ``async``: N ``ArrSessionReadyTrigger(...).run()`` coroutines, each in its own asyncio task on
   one event loop, as the triggerer runs them after a restart (5 s poll interval; each trigger's
-  ``first_poll_at`` is past, as the sensor set it one interval after its read, before the restart);
+  ``first_poll_at`` is past, as a 0.1.0 sensor set it one interval after its read, before the
+  restart; the worst case, since 0.2.0's sensor sets none and its trigger joins the shared poll);
 * ``threads``: N threads, each polling its session with requests every 5 s.
 
 The child timestamps every poll (a wrapper around the hook's async read: measuring only) and
@@ -95,8 +96,8 @@ def child_async(ids: list[str]) -> tuple[dict[str, list[tuple[float, float]]], l
         return None
 
     async def main() -> list[Any]:
-        # As a restarted triggerer has them: every sensor deferred a while ago, so first_poll_at
-        # (one interval after the sensor's own read) is already past.
+        # As a restarted triggerer has them: every (0.1.0) sensor deferred a while ago, so
+        # first_poll_at (one interval after the sensor's own read) is already past.
         deferred_at = time.time() - 2 * POLL_INTERVAL
         tasks = [
             asyncio.create_task(

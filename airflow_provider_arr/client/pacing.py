@@ -117,20 +117,27 @@ class AdaptiveRate:
             self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
             self._updated = now
 
-    def reserve(self, now: float, *, again: bool = False) -> float:
+    def reserve(self, now: float, *, again: bool = False, max_wait: float = math.inf) -> float:
         """Take the next slot: the seconds to wait from ``now`` before sending (0: send now).
 
         A caller that slept until its slot must check :attr:`generation` did not change
         meanwhile (a ``Retry-After`` cancelled every slot); if it did, it reserves again with
         ``again=True`` (not counted as another call).
+
+        :raises NoTurnInTime: the slot is more than ``max_wait`` seconds away; then nothing is
+            taken. (A slot taken and abandoned would push every later caller back by one
+            interval: callers giving up at each poll would lengthen the queue faster than time
+            shortens it, and nobody would get a turn again.)
         """
         self._refill(now)
-        self._tokens -= 1.0
-        ready_at = self._updated + max(0.0, -self._tokens) / self.rate
+        ready_at = self._updated + max(0.0, 1.0 - self._tokens) / self.rate
         # After a rate increase a later debt can convert to an earlier time: keep FIFO.
         ready_at = max(ready_at, self._last_slot, now)
-        self._last_slot = ready_at
         delay = ready_at - now
+        if delay > max_wait:
+            raise NoTurnInTime(delay)
+        self._tokens -= 1.0
+        self._last_slot = ready_at
         if not again:
             self.calls += 1
         self.waited += delay
@@ -242,23 +249,20 @@ class _Pacing:
         generation changes): the caller then takes a new one.
 
         :raises NoTurnInTime: when the slot is further away than ``max_wait`` seconds (the
-            caller's budget): nothing is waited (the slot is lost, so the account is under-used,
-            never over-used).
+            caller's budget): nothing is waited, and no slot is taken.
         """
         with self._lock:
             generation = self.rate.generation
-            delay = self.rate.reserve(self._clock())
+            delay = self.rate.reserve(self._clock(), max_wait=max_wait)
         waited = 0.0
         while delay > 0:
-            if waited + delay > max_wait:
-                raise NoTurnInTime(delay)
             yield delay
             waited += delay
             with self._lock:
                 if self.rate.generation == generation:
                     return
                 generation = self.rate.generation
-                delay = self.rate.reserve(self._clock(), again=True)
+                delay = self.rate.reserve(self._clock(), again=True, max_wait=max_wait - waited)
 
     def record(
         self, status: int | None = None, *, throttled: bool | None = None, retry_after: float | None = None

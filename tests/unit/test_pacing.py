@@ -13,6 +13,7 @@ from airflow_provider_arr.client.pacing import (
     DECREASE_FACTOR,
     AdaptiveRate,
     AsyncPacer,
+    NoTurnInTime,
     Pacer,
     async_pacer,
     paced_burst,
@@ -219,6 +220,30 @@ def test_sync_pacer_spaces_threads_in_line() -> None:
     assert len(waits) == 20
     assert sorted(clock.sleeps) == pytest.approx([5.0 * i for i in range(1, 16)])
     assert pacer.stats().calls == 20
+
+
+def test_a_caller_out_of_budget_takes_no_slot() -> None:
+    # The deployment's starvation: at the floor rate, every waiter of each poll gave up on a
+    # slot 60 s away, and each abandoned slot pushed the queue back another 60 s, for good.
+    bucket = AdaptiveRate(0.2, 1, now=0.0)
+    assert bucket.reserve(0.0) == 0.0
+    for _ in range(100):
+        with pytest.raises(NoTurnInTime) as info:
+            bucket.reserve(0.0, max_wait=1.0)
+        assert info.value.delay == pytest.approx(5.0)
+    assert bucket.reserve(0.0, max_wait=5.0) == pytest.approx(5.0), "the queue did not grow"
+    assert bucket.stats().calls == 2
+
+
+def test_pacer_budget_counts_the_wait_after_a_retry_after() -> None:
+    clock = FakeClock()
+    pacer = Pacer(0.2, 1, clock=clock, sleep=clock.sleep)
+    pacer.acquire()
+    with pytest.raises(NoTurnInTime):
+        pacer.acquire(max_wait=4.0)
+    assert clock.sleeps == [], "nothing waited for a turn out of reach"
+    assert pacer.acquire(max_wait=5.0) == pytest.approx(5.0)
+    assert pacer.stats().calls == 2
 
 
 def test_sync_pacer_sleeps_for_real() -> None:
