@@ -18,6 +18,7 @@ The watcher polls at the **shortest** poll interval of its waiters (a waiter ask
 next to one asking for 10 s gets a status every 10 s: the poll is shared, so it costs nothing
 more). A waiter joining between two polls is served by the next one: its first status comes
 within one interval (plus the account's pacing), never later, and nothing is spread on purpose.
+An idle watcher's first poll waits :data:`JOIN_WINDOW` (1 s) for the waits started with it.
 
 The watcher is generic over a :class:`SessionSource` (two coroutines), so it can be driven by a
 fake in tests and by the hook's async client in the triggerer.
@@ -42,6 +43,12 @@ log = logging.getLogger(__name__)
 #: sessions): a thousand reads in a row would spend a thousand times the account's rate, and a
 #: list that failed on a 429 would be followed by a storm of them. Small waits are all served.
 FALLBACK_READS = 10
+
+#: Seconds an idle watcher waits for more waiters before its first poll (at most one poll
+#: interval): a triggerer starts a batch of triggers together, but each first awaits its
+#: connection, so they join over a few hundred milliseconds; without the wait the first one
+#: alone would be read by id, and the rest listed one interval later.
+JOIN_WINDOW = 1.0
 
 #: Where an :class:`Update`'s status came from.
 UpdateSource = Literal["list", "get"]
@@ -229,9 +236,8 @@ class AccountWatcher:
         loop = asyncio.get_running_loop()
         source: SessionSource | None = None
         try:
-            # Waits started in the same instant (a triggerer picking up many triggers) share
-            # the first poll.
-            await asyncio.sleep(0)
+            # Waits started together (a triggerer picking up many triggers) share the first poll.
+            await asyncio.sleep(min(JOIN_WINDOW, self._interval()) if self._waiters else 0)
             while not self._idle():
                 if self._last_poll is not None:
                     due = self._last_poll + self._interval()
