@@ -42,9 +42,10 @@ class ArrSessionReadyTrigger(SerializedArguments, BaseTrigger):
     :param deadline: a UNIX time after which the trigger gives up with a ``timeout`` event.
     :param stop_on_kill: stop the session when a user kills the deferred task (mark failed,
         clear, mark success). A triggerer restart is not a kill: the wait simply resumes.
-    :param first_poll_at: a UNIX time before which not to read the session: the deferring task
-        has just created or read it, and reading again at once would only spend the service's
-        rate limit. None: read at once (the account's shared poll still spaces the reads). A
+    :param first_poll_at: a UNIX time before which not to read the session (0.1.0's sensor set
+        it one interval after its own read; triggers it serialized still carry it after an
+        upgrade). None, as the provider defers now: read at once (the account's shared poll
+        still spaces the reads). A
         time already past means the wait is being resumed (a triggerer restart, or a trigger
         picked up late): the first read then comes at a random moment within one poll interval,
         so that the many waits a restarted triggerer resumes together do not all read in the
