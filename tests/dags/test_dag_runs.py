@@ -186,8 +186,7 @@ def test_sensor_fails_fast_on_a_session_that_will_never_be_ready(admin: Admin, e
                 sensor.execute(context)
             assert admin.counts()["get"] == 0, "the worker defers without reading"
             _, kwargs = deferred.value.trigger.serialize()
-            # As the triggerer rebuilds it; read at once rather than one poll interval later.
-            trigger = ArrSessionReadyTrigger(**{**kwargs, "first_poll_at": None})
+            trigger = ArrSessionReadyTrigger(**kwargs)  # as the triggerer rebuilds it
 
             async def first_event() -> dict[str, Any]:
                 try:

@@ -235,7 +235,7 @@ def test_a_caller_out_of_budget_takes_no_slot() -> None:
     assert bucket.stats().calls == 2
 
 
-def test_pacer_budget_counts_the_wait_after_a_retry_after() -> None:
+def test_pacer_out_of_budget_sleeps_nothing_and_takes_no_turn() -> None:
     clock = FakeClock()
     pacer = Pacer(0.2, 1, clock=clock, sleep=clock.sleep)
     pacer.acquire()
